@@ -1,0 +1,247 @@
+"""Fit target-vocabulary embeddings with a registered method and write them with a report.
+
+Usage:
+    salt-transfer fit --method salt --source-model data/models/smollm2 --plm data/models/plm-es \
+        --overlap results/overlap/smollm2/plm-es/overlap.parquet --aux results/aux/es/plm-es/fasttext.bin \
+        --out results/fit/smollm2/plm-es/salt/embeddings.safetensors --report results/fit/smollm2/plm-es/salt/fit.json
+
+Output: `embeddings.safetensors` with `input` [|Vt|, hs] (and `output` [|Vt|, hs] when the source LM
+head is untied), in the source model's stored embedding space; `fit.json` with counts, the
+support-size distribution, rare tokens, timings, device and seed; and the provenance sidecar
+`embeddings.safetensors.meta.json`. Same seed and inputs give byte-identical safetensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from .aux import load_fasttext, token_vectors
+from .errors import InputError
+from .methods import SourceRows, TransferProblem, get_method
+from .models import embedding_layout
+from .provenance import atomic_path, meta_path, write_json_atomic, write_meta
+from .tokens import canonical_forms, load_tokenizer, read_overlap, render, vocab_size
+
+LOG = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device is available (use --device auto or cpu)")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise InputError(f"--device {name}: choose auto, cpu or cuda[:N]")
+    return torch.device(name)
+
+
+def parse_options(options_type: type, pairs: dict[str, str] | None) -> Any:
+    """Build a method's options dataclass from KEY=VALUE strings, converting to the declared types."""
+    pairs = dict(pairs or {})
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    hints = typing.get_type_hints(options_type)
+    unknown = sorted(set(pairs) - set(fields))
+    if unknown:
+        raise InputError(f"unknown option(s) {unknown} for this method; known: {sorted(fields)}")
+    values: dict[str, Any] = {}
+    for key, raw in pairs.items():
+        kind = hints[key]
+        try:
+            if kind is bool:
+                if str(raw).lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                values[key] = str(raw).lower() in ("true", "1", "yes")
+            else:
+                values[key] = kind(raw)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"option {key}={raw!r}: expected {kind.__name__}") from exc
+    return options_type(**values)
+
+
+def _aux_lookup(aux_path: Path, explicit: str | None) -> str:
+    """Token lookup for models trained by `salt-transfer aux` (their sidecar says so), else word."""
+    if explicit:
+        return explicit
+    sidecar = meta_path(aux_path)
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text()).get("params", {}).get("lookup", "word")
+    return "word"
+
+
+def _check_finite(rows: torch.Tensor, label: str) -> None:
+    bad = ~torch.isfinite(rows).all(dim=1)
+    if bad.any():
+        raise InputError(f"{label}: row {int(bad.nonzero()[0])} is not finite (NaN or Inf)")
+
+
+def fit_embeddings(
+    method: str,
+    source_model: str | Path,
+    overlap: str | Path,
+    out: str | Path,
+    report: str | Path,
+    *,
+    plm: str | Path | None = None,
+    target_tokenizer: str | Path | None = None,
+    aux: str | Path | None = None,
+    aux_lookup: str | None = None,
+    options: dict[str, str] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    dtype: str = "float32",
+    progress: bool = True,
+    config_hash: str | None = None,
+) -> dict[str, Any]:
+    """Run one method end to end from files; returns the report written to `report`."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    spec = get_method(method)
+    opts = parse_options(spec.options, options)
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype {dtype}: choose one of {sorted(DTYPES)}")
+    dev = resolve_device(device)
+    if "plm" in spec.needs and plm is None:
+        raise InputError(f"method {method} needs the PLM's embeddings: pass --plm DIR")
+    if "aux" in spec.needs and aux is None:
+        raise InputError(f"method {method} needs auxiliary vectors: pass --aux fasttext.bin")
+    table, sizes = read_overlap(overlap)
+    n_target, n_source = int(sizes["n_target"]), int(sizes["n_source"])
+    shared_target = torch.tensor(table["target_id"].to_numpy(), dtype=torch.long)
+    shared_source = torch.tensor(table["source_id"].to_numpy(), dtype=torch.long)
+
+    layout = embedding_layout(source_model, causal_lm=True)
+    # Statistics cover the rows of tokens the source tokenizer has, not padding rows beyond them.
+    source_in = SourceRows(layout.input.first(n_source), shared_source, DTYPES[dtype])
+    source_out = None
+    if layout.output is not None:
+        source_out = SourceRows(layout.output.first(n_source), shared_source, DTYPES[dtype])
+    timings["load_source_s"] = time.perf_counter() - t0
+
+    plm_rows = None
+    if "plm" in spec.needs:
+        t = time.perf_counter()
+        plm_layout = embedding_layout(plm, causal_lm=False)
+        plm_matrix = plm_layout.input
+        if plm_matrix.n_rows < n_target:
+            raise InputError(
+                f"{plm_matrix.label}: has {plm_matrix.n_rows} rows but the target vocabulary has {n_target} "
+                "tokens; the overlap was computed with another tokenizer"
+            )
+        plm_rows = plm_matrix.block(0, n_target).to(DTYPES[dtype])
+        _check_finite(plm_rows, plm_matrix.label)
+        timings["load_plm_s"] = time.perf_counter() - t
+
+    aux_vectors = None
+    rare_examples: list[str] = []
+    if "aux" in spec.needs:
+        t = time.perf_counter()
+        tok_path = target_tokenizer or plm
+        if tok_path is None:
+            raise InputError(
+                f"method {method} needs the target tokenizer: pass --target-tokenizer (or --plm)"
+            )
+        tok = load_tokenizer(tok_path)
+        if vocab_size(tok) != n_target:
+            raise InputError(
+                f"target tokenizer {tok_path} has {vocab_size(tok)} ids but {overlap} was computed for {n_target}"
+            )
+        lookup = _aux_lookup(Path(aux), aux_lookup)
+        aux_vectors = token_vectors(load_fasttext(aux), tok, lookup=lookup)
+        forms = canonical_forms(tok)
+        rare_new = ~aux_vectors.usable
+        rare_new[shared_target] = False
+        rare_examples = [render(forms[i]) or f"<id {i}>" for i in rare_new.nonzero().squeeze(1)[:50].tolist()]
+        timings["aux_vectors_s"] = time.perf_counter() - t
+
+    problem = TransferProblem(
+        n_target=n_target,
+        shared_target=shared_target,
+        shared_source=shared_source,
+        source_in=source_in,
+        source_out=source_out,
+        aux=aux_vectors,
+        plm=plm_rows,
+        seed=seed,
+        device=dev,
+        dtype=DTYPES[dtype],
+        progress=progress,
+    )
+    t = time.perf_counter()
+    result = spec.fit(problem, opts)
+    timings["method_s"] = time.perf_counter() - t
+    _check_finite(result.input, f"method {method} output (input rows)")
+    tensors = {"input": result.input.contiguous()}
+    if result.output is not None:
+        _check_finite(result.output, f"method {method} output (output rows)")
+        tensors["output"] = result.output.contiguous()
+    # One metadata key holding sorted JSON: safetensors keeps metadata in a hash map whose order
+    # varies between runs, and byte-identical output is part of the contract.
+    header = {
+        "salt_transfer": json.dumps(
+            {"method": method, "seed": seed, "n_target": n_target, "tied": layout.tied}, sort_keys=True
+        )
+    }
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+    timings["total_s"] = time.perf_counter() - t0
+
+    norms_new = result.input[problem.new_ids].double().norm(dim=1)
+    norms_shared = source_in.shared.double().norm(dim=1)
+    record = {
+        "method": method,
+        "reference": spec.reference,
+        "options": dataclasses.asdict(opts),
+        "n_target": n_target,
+        "n_source": n_source,
+        "n_shared": len(shared_target),
+        "n_new": len(problem.new_ids),
+        "hidden_size": source_in.dim,
+        "plm_hidden_size": None if plm_rows is None else plm_rows.shape[1],
+        "tied_head": layout.tied,
+        "has_output_rows": result.output is not None,
+        "aux_lookup": None if aux_vectors is None else aux_vectors.lookup,
+        "rare_examples": rare_examples,
+        **result.info,
+        "row_norms": {
+            "new_mean": float(norms_new.mean()) if len(norms_new) else None,
+            "shared_mean": float(norms_shared.mean()) if len(norms_shared) else None,
+        },
+        "seed": seed,
+        "device": str(dev),
+        "dtype": dtype,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    write_json_atomic(report, record)
+    write_meta(
+        out,
+        command="fit",
+        inputs={
+            "source_model": source_model,
+            "overlap": overlap,
+            "plm": plm,
+            "aux": aux,
+            "target_tokenizer": target_tokenizer,
+        },
+        params={
+            "method": method,
+            "options": dataclasses.asdict(opts),
+            "dtype": dtype,
+            "aux_lookup": record["aux_lookup"],
+        },
+        seed=seed,
+        device=str(dev),
+        config_hash=config_hash,
+    )
+    return record

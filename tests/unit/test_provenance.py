@@ -1,0 +1,65 @@
+"""Atomic writes and provenance sidecars."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from salt_transfer.provenance import atomic_dir, atomic_path, sha256_tree, write_json_atomic, write_meta
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "a.json"
+    write_json_atomic(target, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_directory_artifacts_are_replaced_whole(tmp_path):
+    final = tmp_path / "model"
+    with atomic_dir(final) as tmp:
+        (tmp / "w.bin").write_text("one")
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+        (tmp / "w.bin").write_text("partial")
+        raise RuntimeError
+    assert (final / "w.bin").read_text() == "one"
+    with atomic_dir(final) as tmp:
+        (tmp / "x.bin").write_text("two")
+    assert sorted(p.name for p in final.iterdir()) == ["x.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_tree_hash_sees_content_and_names(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    h1 = sha256_tree(tmp_path / "d")
+    (tmp_path / "d" / "f").write_text("y")
+    h2 = sha256_tree(tmp_path / "d")
+    (tmp_path / "d" / "f").rename(tmp_path / "d" / "g")
+    h3 = sha256_tree(tmp_path / "d")
+    assert len({h1, h2, h3}) == 3
+
+
+def test_meta_records_inputs_and_environment(tmp_path):
+    art, inp = tmp_path / "out.bin", tmp_path / "in.txt"
+    art.write_text("result")
+    inp.write_text("input")
+    path = write_meta(
+        art,
+        command="fit",
+        inputs={"corpus": inp, "plm": None},
+        params={"k": 1},
+        seed=5,
+        device="cpu",
+        config_hash="abc",
+    )
+    meta = json.loads(path.read_text())
+    assert path.name == "out.bin.meta.json"
+    assert meta["inputs"]["corpus"]["sha256"] == sha256_tree(inp) and meta["inputs"]["plm"] is None
+    assert meta["artifact_sha256"] == sha256_tree(art)
+    assert (meta["seed"], meta["device"], meta["config_hash"], meta["params"]) == (5, "cpu", "abc", {"k": 1})
+    assert {"git_sha", "git_dirty", "versions"} <= set(meta)

@@ -1,0 +1,144 @@
+"""SALT's per-token minimum-norm least squares against a plain per-token pinv reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from salt_transfer.methods.salt import min_norm_coefficients, salt_rows
+from salt_transfer.support import SparseRows, sparsemax_support
+
+
+def reference_rows(aux_new, aux_shared, plm_new, plm_shared, llm_shared):
+    """The paper's formula token by token: X = pinv(A) B (ht x hs), row = e X."""
+    a_new = torch.nn.functional.normalize(aux_new, dim=1)
+    a_shared = torch.nn.functional.normalize(aux_shared, dim=1)
+    rows, sizes = [], []
+    for i in range(len(a_new)):
+        z = a_shared @ a_new[i]
+        zs, order = z.sort(descending=True)
+        ks = torch.arange(1, len(zs) + 1, dtype=zs.dtype)
+        k = int((1 + ks * zs > zs.cumsum(0)).nonzero().max()) + 1
+        support = order[:k]
+        x = torch.linalg.pinv(plm_shared[support]) @ llm_shared[support]
+        rows.append(plm_new[i] @ x)
+        sizes.append(k)
+    return torch.stack(rows), torch.tensor(sizes)
+
+
+def relative_error(a, b):
+    return float(((a - b).norm(dim=1) / b.norm(dim=1).clamp(min=1e-30)).max())
+
+
+def mixed_supports(n_single: int, n_crowded: int, s: int, seed: int):
+    """Aux vectors giving supports of size 1 (a shared token's own one-hot direction) and large
+    supports (new tokens inside a tight cluster of shared tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    d = n_single + 6
+    aux_shared = torch.zeros(s, d)
+    aux_shared[:n_single, :n_single] = torch.eye(n_single)  # cos = 1 with itself, 0 with all others
+    centre = torch.randn(6, generator=g)
+    aux_shared[n_single:, n_single:] = centre + 0.15 * torch.randn(s - n_single, 6, generator=g)
+    aux_new = torch.zeros(n_single + n_crowded, d)
+    aux_new[:n_single] = aux_shared[:n_single]
+    aux_new[n_single:, n_single:] = centre + 0.15 * torch.randn(n_crowded, 6, generator=g)
+    return aux_new, aux_shared
+
+
+@pytest.mark.parametrize("ht", [4, 12, 40])
+def test_salt_rows_equal_the_per_token_pinv_reference(ht):
+    """Random inputs with supports of size 1 up to well above ht (both Gram orientations)."""
+    torch.manual_seed(ht)
+    s, hs = 400, 32
+    aux_new, aux_shared = mixed_supports(8, 40, s, seed=ht)
+    n = len(aux_new)
+    plm_new, plm_shared, llm_shared = torch.randn(n, ht), torch.randn(s, ht), torch.randn(s, hs)
+    got = salt_rows(aux_new, aux_shared, plm_new, plm_shared, llm_shared)
+    want, sizes = reference_rows(aux_new, aux_shared, plm_new, plm_shared, llm_shared)
+    assert got.shape == (n, hs) and got.dtype == torch.float32
+    assert int(sizes.min()) == 1 and int(sizes.max()) > ht  # the cases the issue names
+    assert relative_error(got, want) <= 1e-4
+
+
+def test_float64_option():
+    torch.manual_seed(7)
+    args = [
+        torch.randn(20, 5),
+        torch.randn(90, 5),
+        torch.randn(20, 16),
+        torch.randn(90, 16),
+        torch.randn(90, 24),
+    ]
+    got = salt_rows(*[a.double() for a in args], dtype=torch.float64)
+    want, _ = reference_rows(*[a.double() for a in args])
+    assert got.dtype == torch.float64
+    assert relative_error(got, want) <= 1e-10
+
+
+def test_a_token_that_is_its_own_support_gets_exactly_its_llm_row():
+    """e = A_j and support {j}: c = <e, A_j>/|A_j|^2 = 1, so the row is B_j itself."""
+    torch.manual_seed(8)
+    s, ht, hs = 12, 8, 10
+    aux_shared = torch.eye(s)  # orthogonal: cos(a_j, a_i) = 0 for i != j, so sparsemax keeps only j
+    plm_shared, llm_shared = torch.randn(s, ht), torch.randn(s, hs)
+    rows = salt_rows(aux_shared[3:7], aux_shared, plm_shared[3:7], plm_shared, llm_shared)
+    torch.testing.assert_close(rows, llm_shared[3:7], rtol=1e-6, atol=1e-6)
+    support = sparsemax_support(aux_shared[3:7], aux_shared)
+    assert support.sizes().tolist() == [1, 1, 1, 1]
+
+
+def test_rank_deficient_supports_fall_back_to_the_pinv_cutoff():
+    """Duplicate PLM rows make A rank-deficient: the solver must not invert the null space."""
+    torch.manual_seed(9)
+    ht = 6
+    base = torch.randn(3, ht)
+    plm_shared = base[torch.arange(30) % 3] * (1 + torch.arange(30).unsqueeze(1) % 2)  # rank 3
+    support = SparseRows(
+        torch.tensor([0, 5, 12]),
+        torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
+        torch.ones(12),
+        n_cols=30,
+    )
+    plm_new = torch.randn(2, ht)
+    coeffs, stats = min_norm_coefficients(support, plm_new, plm_shared)
+    assert stats.eigh_rows == 2
+    for i, (lo, hi) in enumerate([(0, 5), (5, 12)]):
+        a = plm_shared[lo:hi].double()
+        want = plm_new[i].double() @ torch.linalg.pinv(a, rtol=max(a.shape) * torch.finfo(torch.float32).eps)
+        torch.testing.assert_close(coeffs.values[lo:hi], want, rtol=1e-6, atol=1e-8)
+
+
+def test_salt_runs_on_cuda_when_present():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(10)
+    args = [
+        torch.randn(20, 5),
+        torch.randn(90, 5),
+        torch.randn(20, 16),
+        torch.randn(90, 16),
+        torch.randn(90, 24),
+    ]
+    got = salt_rows(*[a.cuda() for a in args])
+    assert got.is_cuda
+    torch.testing.assert_close(got.cpu(), salt_rows(*args), rtol=1e-4, atol=1e-5)
+
+
+def test_near_collinear_supports_use_the_pinv_cutoff():
+    """A support whose smallest singular value is below pinv's cut-off but far from zero: a plain
+    Cholesky solve would succeed and blow the tiny direction up; the shifted factorization must
+    refuse it and the eigh path must drop it exactly as torch.linalg.pinv does."""
+    torch.manual_seed(12)
+    ht, k = 50, 10  # rtol = 50 * eps32 = 6e-6
+    base = torch.randn(k - 1, ht, dtype=torch.float64)
+    last = base[:4].mean(0) + 1e-6 * torch.nn.functional.normalize(torch.randn(ht, dtype=torch.float64), dim=0)
+    plm_shared = torch.cat([base, last.unsqueeze(0)]).float()
+    sigma = torch.linalg.svdvals(plm_shared.double())
+    assert 1e-9 < float(sigma[-1] / sigma[0]) < 50 * torch.finfo(torch.float32).eps  # below the cut-off
+    support = SparseRows(torch.tensor([0, k]), torch.arange(k), torch.ones(k), n_cols=k)
+    plm_new = torch.randn(1, ht)
+    coeffs, stats = min_norm_coefficients(support, plm_new, plm_shared)
+    assert stats.eigh_rows == 1
+    a = plm_shared.double()
+    want = plm_new[0].double() @ torch.linalg.pinv(a, rtol=ht * torch.finfo(torch.float32).eps)
+    torch.testing.assert_close(coeffs.values, want, rtol=1e-6, atol=1e-8)
