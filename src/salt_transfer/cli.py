@@ -23,6 +23,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import InputError
@@ -91,7 +92,8 @@ def cmd_aux(args) -> None:
         minn=args.minn,
         maxn=args.maxn,
         bucket=args.bucket,
-        threads=args.threads,
+        # One fastText thread unless --threads says otherwise: more threads are not reproducible.
+        threads=args.threads or 1,
     )
     stats = train_token_fasttext(args.corpus, load_tokenizer(args.tokenizer), args.out, options)
     write_meta(
@@ -102,6 +104,13 @@ def cmd_aux(args) -> None:
         config_hash=args.config_hash,
     )
     LOG.info("fastText on %d tokens, %d words -> %s", stats["n_tokens"], stats["n_words"], args.out)
+
+
+def cmd_fetch_fasttext(args) -> None:
+    from .aux import download_fasttext
+
+    info = download_fasttext(args.lang, args.out, url=args.url, progress=_progress(args))
+    LOG.info("fastText %s -> %s (%d bytes downloaded)", info["url"], args.out, info["bytes_downloaded"])
 
 
 def cmd_fit(args) -> None:
@@ -121,7 +130,7 @@ def cmd_fit(args) -> None:
         seed=args.seed,
         device=args.device,
         dtype=args.dtype,
-        progress=not args.quiet,
+        progress=_progress(args),
         config_hash=args.config_hash,
     )
     LOG.info(
@@ -139,7 +148,9 @@ def cmd_transplant(args) -> None:
     from .provenance import write_meta
     from .transplant import transplant
 
-    record = transplant(args.source_model, args.target_tokenizer, args.embeddings, args.out)
+    record = transplant(
+        args.source_model, args.target_tokenizer, args.embeddings, args.out, save_dtype=args.save_dtype
+    )
     write_meta(
         args.out,
         command="transplant",
@@ -169,6 +180,186 @@ def cmd_methods(args) -> None:
         print()
 
 
+def _progress(args) -> bool:
+    return not (args.quiet or args.no_progress)
+
+
+def _split_arg(text: str) -> dict:
+    import json
+
+    try:
+        split = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--split {text!r}: not JSON ({exc})") from exc
+    if not isinstance(split, dict):
+        raise InputError(f"--split {text!r}: expected a JSON object")
+    return split
+
+
+def cmd_fetch_corpus(args) -> None:
+    from .corpora import fetch_corpus
+
+    manifest = fetch_corpus(
+        args.source,
+        args.out_dir,
+        _split_arg(args.split),
+        max_docs=args.max_docs,
+        sentences=args.sentences,
+        seed=args.seed,
+    )
+    LOG.info(
+        "corpus %s -> %s: %s",
+        args.source,
+        args.out_dir,
+        {k: v["lines"] for k, v in manifest["counts"].items()},
+    )
+
+
+def cmd_fetch_parallel(args) -> None:
+    from .corpora import fetch_parallel
+
+    n = fetch_parallel(args.source, args.english, _split_arg(args.split), args.out, seed=args.seed)
+    LOG.info("%d parallel test pairs -> %s", n, args.out)
+
+
+def cmd_train_plm(args) -> None:
+    from .plm import PlmOptions, train_standin_plm
+
+    opts = PlmOptions(
+        vocab_size=args.vocab_size,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    record = train_standin_plm(args.arch, args.corpus, args.out, opts, progress=_progress(args))
+    LOG.info(
+        "%s stand-in: loss %.3f -> %.3f in %.0f s",
+        args.arch,
+        record["loss_first_10"],
+        record["loss_last_10"],
+        record["seconds"],
+    )
+
+
+def cmd_train(args) -> int:
+    from .provenance import write_meta
+    from .train import PREEMPTED_EXIT, Preempted, TrainArguments, train
+
+    values = _dataclass_values(TrainArguments, args)
+    try:
+        metrics = train(TrainArguments(**values), progress=_progress(args))
+    except Preempted as exc:
+        print(f"salt-transfer train: pre-empted: {exc}", file=sys.stderr)
+        return PREEMPTED_EXIT
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_meta(
+            values["output_dir"],
+            command="train",
+            inputs={"model": values["model"], "train_file": values["train_file"]},
+            params={k: v for k, v in values.items() if k != "progress"},
+            seed=values.get("seed", 0),
+            device=metrics["device"],
+            config_hash=args.config_hash,
+        )
+    LOG.info(
+        "trained %d steps on %s tokens: final loss %.4f",
+        metrics["steps"],
+        metrics["tokens_seen"],
+        metrics["final_loss"] or float("nan"),
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate_model
+
+    records = evaluate_model(
+        args.model,
+        args.task,
+        args.out_dir,
+        max_bytes=args.max_bytes,
+        seq_len=args.seq_len,
+        device=args.device,
+        progress=_progress(args),
+    )
+    for name, rec in records.items():
+        LOG.info("%s: %s", name, {k: round(v, 4) for k, v in rec["metrics"].items()})
+
+
+def cmd_report(args) -> None:
+    import json
+
+    from .report import write_report
+
+    grid = {}
+    if args.grid:
+        text = args.grid if args.grid.lstrip().startswith("{") else Path(args.grid).read_text()
+        try:
+            grid = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--grid: not JSON ({exc})") from exc
+    df = write_report(
+        args.evals, grid, args.out_dir, train_logs=args.train_log or [], plots=not args.no_plots
+    )
+    LOG.info("report: %d rows -> %s", len(df), args.out_dir)
+
+
+def _dataclass_values(cls, args) -> dict:
+    """Values for a dataclass from --args-json (if given) overridden by explicit command-line flags."""
+    import dataclasses
+    import json
+
+    values: dict = {}
+    if args.args_json:
+        path = Path(args.args_json)
+        if not path.is_file():
+            raise InputError(f"--args-json {path}: no such file")
+        values = json.loads(path.read_text())
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InputError(f"--args-json {path}: unknown keys {unknown}")
+    for f in dataclasses.fields(cls):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise InputError(
+            f"missing required argument(s): {', '.join('--' + m.replace('_', '-') for m in missing)}"
+        )
+    return values
+
+
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per dataclass field, with the field's help text; defaults stay in the dataclass."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        help_text += f" (default: {f.default})" if f.default is not dataclasses.MISSING else " (required)"
+        kind = hints[f.name]
+        if kind is bool:
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+
+
 # ----------------------------------------------------------------------------------------------
 # Parser
 
@@ -177,13 +368,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="salt-transfer",
         formatter_class=_formatter,
-        description="Cross-lingual vocabulary transfer of LLMs: SALT and its baselines.\n\n"
-        + __doc__.split("\n\n")[1],
+        description=textwrap.dedent("""\
+            Cross-lingual vocabulary transfer of LLMs: SALT (Lee et al., Findings ACL 2025) and its baselines.
+
+            Commands in the order the workflow runs them:
+              fetch-model, fetch-corpus  inputs: models/tokenizers and corpora into local directories
+              train-plm                  offline stand-in target-language PLMs
+              overlap, aux               shared tokens; fastText auxiliary vectors
+              fit, transplant            fit target-vocabulary embeddings; build the transferred model
+              train, evaluate, report    continual pretraining; bits per byte; results.csv and tables
+            Run `salt-transfer COMMAND --help` for a command's options. Errors in inputs end a command
+            with one line naming the input and exit status 2."""),
     )
     parser.add_argument("--version", action="version", version=f"salt-transfer {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars (logs stay at INFO)")
+    common.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     common.add_argument(
         "--config-hash",
         default=os.environ.get("SALT_TRANSFER_CONFIG_HASH"),
@@ -271,13 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=2_000_000,
         help="n-gram hash buckets; model size is (words + bucket) x dim x 4 bytes (default: %(default)s)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="training threads; more than 1 is faster but not reproducible (default: %(default)s)",
-    )
     p.set_defaults(func=cmd_aux)
+
+    p = sub.add_parser(
+        "fetch-fasttext",
+        parents=[common],
+        formatter_class=_formatter,
+        help="download a pretrained fastText model (cc.<lang>.300.bin, the paper's setting)",
+    )
+    p.add_argument("--lang", required=True, help="ISO language code, e.g. de, ar, vi")
+    p.add_argument("--out", required=True, help=".bin to write (about 7 GB uncompressed)")
+    p.add_argument("--url", help="download from here instead of fasttext.cc (a mirror, or file:// for tests)")
+    p.set_defaults(func=cmd_fetch_fasttext)
 
     from .methods import REGISTRY
 
@@ -335,8 +542,153 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-tokenizer", required=True, help="target (PLM) tokenizer; becomes the model's tokenizer"
     )
     p.add_argument("--embeddings", required=True, help="embeddings.safetensors from `salt-transfer fit`")
+    p.add_argument(
+        "--save-dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="dtype of the saved model; auto keeps the source model's (default: %(default)s)",
+    )
     p.add_argument("--out", required=True, help="output model directory (replaced atomically)")
     p.set_defaults(func=cmd_transplant)
+
+    p = sub.add_parser(
+        "fetch-corpus",
+        parents=[common],
+        formatter_class=_formatter,
+        help="fetch a corpus and split it into never-overlapping train/valid/test",
+        description=textwrap.dedent("""\
+                           Write OUT_DIR/{train,valid,test}.txt (one document, or with --sentences one sentence,
+                           per line) and manifest.json. Whole documents go to one split. SOURCE is one of:
+                             sword:MODULE                   a SWORD Bible module (Debian sword-text-*; needs mod2imp)
+                             file:PATH                      one document per line
+                             hf-dataset:NAME@REV[:CONFIG]   the `text` field of a datasets corpus, streamed"""),
+    )
+    p.add_argument("--source", required=True, help="corpus source, see above")
+    p.add_argument("--out-dir", required=True, help="output directory")
+    p.add_argument(
+        "--split",
+        default='{"by": "hash", "valid": 0.01, "test": 0.01}',
+        help='JSON: {"by": "book", "valid": [books], "test": [books]} or {"by": "hash", "valid": 0.01, '
+        '"test": 0.01} (default: %(default)s)',
+    )
+    p.add_argument("--max-docs", type=int, help="read at most this many documents (e.g. Wikipedia articles)")
+    p.add_argument(
+        "--sentences", action="store_true", help="write one sentence per line instead of one document"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the hash split (default: %(default)s)")
+    p.set_defaults(func=cmd_fetch_corpus)
+
+    p = sub.add_parser(
+        "fetch-parallel",
+        parents=[common],
+        formatter_class=_formatter,
+        help="English translations of a corpus's test documents, as a TSV",
+        description="Write key, target text and English text for every test document (same split "
+        "settings as fetch-corpus) that the English source also has.",
+    )
+    p.add_argument("--source", required=True, help="target-language corpus source (as for fetch-corpus)")
+    p.add_argument(
+        "--english", required=True, help="English source with the same document keys, e.g. sword:engWEB2015eb"
+    )
+    p.add_argument("--split", required=True, help="the target corpus's --split JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of the hash split (default: %(default)s)")
+    p.add_argument("--out", required=True, help="TSV to write")
+    p.set_defaults(func=cmd_fetch_parallel)
+
+    from .plm import ARCHS, PlmOptions
+
+    defaults = PlmOptions()
+    p = sub.add_parser(
+        "train-plm",
+        parents=[common],
+        formatter_class=_formatter,
+        help="train a small stand-in target-language PLM (tokenizer + model) on a corpus",
+        description="Offline stand-ins for hub PLMs: BERT-style (encoder), GPT-2-style (decoder) or "
+        "T5-style (encoder-decoder), trained briefly on the target corpus.",
+    )
+    p.add_argument("--arch", required=True, choices=ARCHS, help="architecture (and tokenizer family)")
+    p.add_argument("--corpus", required=True, help="training text, one document per line")
+    p.add_argument("--out", required=True, help="output model directory (replaced atomically)")
+    for name, help_text in (
+        ("vocab_size", "tokenizer vocabulary size"),
+        ("hidden", "hidden size"),
+        ("layers", "transformer layers"),
+        ("heads", "attention heads"),
+        ("steps", "training steps"),
+        ("batch_size", "sequences per step"),
+        ("seq_len", "tokens per sequence"),
+        ("lr", "peak learning rate"),
+        ("seed", "seed"),
+    ):
+        default = getattr(defaults, name)
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=f"{help_text} (default: %(default)s)",
+        )
+    p.set_defaults(func=cmd_train_plm)
+
+    from .train import TrainArguments
+
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        formatter_class=_formatter,
+        help="continual pretraining (causal LM) of a transplanted model; resumable",
+        description="Continual pretraining on target-language text with transformers' Trainer. "
+        "Checkpoints go to --scratch-dir; a rerun resumes from the newest one. SIGTERM/"
+        "SIGUSR1 save a checkpoint and exit with status 3.",
+    )
+    p.add_argument("--args-json", help="JSON file with any of the arguments below (flags override it)")
+    _add_dataclass_arguments(p, TrainArguments)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        formatter_class=_formatter,
+        help="evaluate a model (bits per byte on held-out text)",
+        description="Write OUT_DIR/NAME.json per task, with the model's and the text's sha256.",
+    )
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        metavar="NAME=KIND:PATH",
+        help="task, repeatable; KIND bpb scores the text file PATH in bits per byte",
+    )
+    p.add_argument("--out-dir", required=True, help="directory for NAME.json files")
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=0,
+        help="score only the first documents fitting in this many UTF-8 bytes (0: all; default: %(default)s)",
+    )
+    p.add_argument(
+        "--seq-len", type=int, default=1024, help="max tokens per forward pass (default: %(default)s)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        formatter_class=_formatter,
+        help="collect evaluations into results.csv, tables.md and plots",
+    )
+    p.add_argument("evals", nargs="+", help="evaluation JSONs under results/eval/")
+    p.add_argument(
+        "--grid",
+        help="grid as a JSON file or inline JSON: {plms: {name: {language, architecture}}, methods: [...]}",
+    )
+    p.add_argument(
+        "--train-log", action="append", help="train_log.csv of a CPT run (repeatable) for loss curves"
+    )
+    p.add_argument("--out-dir", required=True, help="report directory")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "methods",
@@ -359,15 +711,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
-        args.func(args)
+        status = args.func(args)
     except InputError as exc:
         print(f"salt-transfer {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"salt-transfer {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

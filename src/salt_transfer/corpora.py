@@ -1,13 +1,19 @@
-"""Offline text corpora: SWORD Bible modules from Debian (`sword-text-*`) as aligned verses.
+"""Text corpora: fetch, split into never-overlapping train/valid/test, and parallel test pairs.
 
-The demo's target language is Spanish: the public-domain Reina-Valera 1909 (`sword-text-sparv`,
+Usage:
+    salt-transfer fetch-corpus --source sword:spaRV1909eb --parallel sword:engWEB2015eb \
+        --split '{"by": "book", "valid": ["Ruth", "Jonah"], "test": ["Mark", "James"]}' --out-dir data/corpora/es
+
+Offline, the demo's target language is Spanish: the public-domain Reina-Valera 1909 (`sword-text-sparv`,
 module spaRV1909eb), with the World English Bible (`sword-text-web`, engWEB2015eb) as its English
 parallel. `mod2imp` (Debian `libsword-utils`) exports a module as `$$$Book C:V` headers followed by
-OSIS markup; `read_imp` turns that into {"Genesis 1:1": "plain text", ...}.
+OSIS markup; `parse_imp` turns that into {"Genesis 1:1": "plain text", ...}. On a cluster the
+paper's corpora come from `datasets` (Wikipedia), streamed and split by a stable hash of the article.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import subprocess
@@ -57,3 +63,176 @@ def read_lines(path: str | Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"corpus {path}: no such file")
     return [line.rstrip("\n") for line in path.open(encoding="utf-8") if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Fetch + split
+
+
+def _stable_unit(key: str, seed: int) -> float:
+    """A deterministic number in [0, 1) per document key (same on every machine and Python run)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def book_of(ref: str) -> str:
+    """'II Kings 3:4' -> 'II Kings'."""
+    return ref.rsplit(" ", 1)[0]
+
+
+def _sentences(text: str) -> list[str]:
+    """Split running text into sentences (period/question/exclamation mark followed by a capital)."""
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ\u0600-\u06FF])", text.strip())
+    return [p.strip() for p in parts if len(p.strip()) > 1]
+
+
+def read_source(source: str, max_docs: int | None = None) -> dict[str, str]:
+    """Documents {key: text} of a corpus source, in source order.
+
+    sword:MODULE                 verses of a SWORD module (Debian sword-text-*), keyed "Book C:V"
+    file:PATH                    one document per non-empty line, keyed by line number
+    hf-dataset:NAME@REV[:CONFIG] the `text` field of a datasets corpus (e.g. Wikipedia), streamed;
+                                 one document per article, keyed by article index
+    """
+    kind, _, rest = source.partition(":")
+    if kind == "sword":
+        docs = export_sword_module(rest)
+    elif kind == "file":
+        docs = {str(i): line for i, line in enumerate(read_lines(rest))}
+    elif kind == "hf-dataset":
+        docs = _read_hf_dataset(rest, max_docs)
+    else:
+        raise InputError(
+            f"corpus source {source!r}: use sword:MODULE, file:PATH or hf-dataset:NAME@REV[:CONFIG]"
+        )
+    if max_docs is not None:
+        docs = dict(list(docs.items())[:max_docs])
+    return docs
+
+
+def _read_hf_dataset(spec: str, max_docs: int | None) -> dict[str, str]:
+    name, _, rest = spec.partition("@")
+    revision, _, config = rest.partition(":")
+    if not revision:
+        raise InputError(
+            f"hf-dataset:{spec}: pin a revision, e.g. hf-dataset:{name}@<commit>:{config or 'CONFIG'}"
+        )
+    import datasets
+
+    stream = datasets.load_dataset(name, config or None, revision=revision, split="train", streaming=True)
+    docs = {}
+    for i, row in enumerate(stream):
+        if max_docs is not None and i >= max_docs:
+            break
+        docs[str(i)] = row["text"]
+    return docs
+
+
+def split_documents(docs: dict[str, str], split: dict, seed: int = 0) -> dict[str, list[str]]:
+    """Assign whole documents to train/valid/test so the splits never share a document.
+
+    split = {"by": "book", "valid": [books], "test": [books]}   (SWORD Bibles)
+          | {"by": "hash", "valid": 0.01, "test": 0.01}         (fractions of documents)
+    """
+    out: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    by = split.get("by", "hash")
+    if by == "book":
+        books = {book_of(k) for k in docs}
+        for name in ("valid", "test"):
+            unknown = sorted(set(split.get(name, [])) - books)
+            if unknown:
+                raise InputError(f"split {name}: unknown book(s) {unknown}; known: {sorted(books)[:8]}...")
+        overlap = set(split.get("valid", [])) & set(split.get("test", []))
+        if overlap:
+            raise InputError(f"split: books {sorted(overlap)} are in both valid and test")
+        for key in docs:
+            book = book_of(key)
+            part = (
+                "valid"
+                if book in split.get("valid", [])
+                else "test"
+                if book in split.get("test", [])
+                else "train"
+            )
+            out[part].append(key)
+    elif by == "hash":
+        valid, test = float(split.get("valid", 0.01)), float(split.get("test", 0.01))
+        if not (valid >= 0 and test >= 0 and valid + test < 1):
+            raise InputError(
+                f"split fractions valid={valid}, test={test}: need 0 <= each and valid + test < 1"
+            )
+        for key in docs:
+            u = _stable_unit(key, seed)
+            out["valid" if u < valid else "test" if u < valid + test else "train"].append(key)
+    else:
+        raise InputError(f"split by {by!r}: use 'book' or 'hash'")
+    for name, keys in out.items():
+        if not keys:
+            raise InputError(f"split {name} is empty: adjust the split settings")
+    return out
+
+
+def fetch_corpus(
+    source: str,
+    out_dir: str | Path,
+    split: dict,
+    max_docs: int | None = None,
+    sentences: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Write {train,valid,test}.txt (one document or sentence per line) and manifest.json."""
+    from .provenance import file_hashes, write_json_atomic, write_text_atomic
+
+    out_dir = Path(out_dir)
+    docs = read_source(source, max_docs)
+    parts = split_documents(docs, split, seed)
+    counts = {}
+    for name, keys in parts.items():
+        lines = [s for k in keys for s in (_sentences(docs[k]) if sentences else [docs[k]])]
+        lines = [" ".join(line.split()) for line in lines if line.strip()]
+        write_text_atomic(out_dir / f"{name}.txt", "\n".join(lines) + "\n")
+        counts[name] = {
+            "documents": len(keys),
+            "lines": len(lines),
+            "bytes": sum(len(x.encode()) + 1 for x in lines),
+        }
+    manifest = {
+        "source": source,
+        "split": split,
+        "seed": seed,
+        "sentences": sentences,
+        "max_docs": max_docs,
+        "counts": counts,
+        "files": {k: v for k, v in file_hashes(out_dir).items() if k in {f"{n}.txt" for n in parts}},
+    }
+    write_json_atomic(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def fetch_parallel(source: str, english: str, split: dict, out: str | Path, seed: int = 0) -> int:
+    """Write a TSV (key, target text, English text) of the *test* documents both sources have.
+
+    The split is recomputed from the target source with the same settings as `fetch_corpus`, so the
+    pairs are never in the training text; parallel sentences feed the retrieval/CKA analyses and
+    the cross-lingual tasks.
+    """
+    from .provenance import write_text_atomic
+
+    docs = read_source(source)
+    other = read_source(english)
+    test = split_documents(docs, split, seed)["test"]
+    pairs = [(k, docs[k], other[k]) for k in test if k in other]
+    if not pairs:
+        raise InputError(f"parallel source {english}: shares no test document key with {source}")
+    clean = lambda t: " ".join(t.replace("\t", " ").split())  # noqa: E731
+    write_text_atomic(out, "".join(f"{k}\t{clean(a)}\t{clean(b)}\n" for k, a, b in pairs))
+    return len(pairs)
+
+
+def read_parallel(path: str | Path) -> list[tuple[str, str, str]]:
+    """(key, target text, English text) rows of a parallel.test.tsv."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        key, tgt, en = line.split("\t")
+        rows.append((key, tgt, en))
+    return rows

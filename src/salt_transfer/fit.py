@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from .aux import load_fasttext, token_vectors
 from .errors import InputError
 from .methods import SourceRows, TransferProblem, get_method
-from .models import embedding_layout
+from .models import embedding_layout, write_safetensors
 from .provenance import atomic_path, meta_path, write_json_atomic, write_meta
 from .tokens import canonical_forms, load_tokenizer, read_overlap, render, vocab_size
 
@@ -81,6 +80,8 @@ def _aux_lookup(aux_path: Path, explicit: str | None) -> str:
 
 
 def _check_finite(rows: torch.Tensor, label: str) -> None:
+    if bool(torch.isfinite(rows.sum(dim=1)).all()):  # cheap: any NaN/Inf makes its row sum non-finite
+        return
     bad = ~torch.isfinite(rows).all(dim=1)
     if bad.any():
         raise InputError(f"{label}: row {int(bad.nonzero()[0])} is not finite (NaN or Inf)")
@@ -194,11 +195,11 @@ def fit_embeddings(
         )
     }
     with atomic_path(out) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+        write_safetensors(tmp, tensors, header)
     timings["total_s"] = time.perf_counter() - t0
 
-    norms_new = result.input[problem.new_ids].double().norm(dim=1)
-    norms_shared = source_in.shared.double().norm(dim=1)
+    norms_new = torch.linalg.vector_norm(result.input[problem.new_ids], dim=1)
+    norms_shared = torch.linalg.vector_norm(source_in.shared, dim=1)
     record = {
         "method": method,
         "reference": spec.reference,
@@ -215,8 +216,8 @@ def fit_embeddings(
         "rare_examples": rare_examples,
         **result.info,
         "row_norms": {
-            "new_mean": float(norms_new.mean()) if len(norms_new) else None,
-            "shared_mean": float(norms_shared.mean()) if len(norms_shared) else None,
+            "new_mean": float(norms_new.double().mean()) if len(norms_new) else None,
+            "shared_mean": float(norms_shared.double().mean()) if len(norms_shared) else None,
         },
         "seed": seed,
         "device": str(dev),

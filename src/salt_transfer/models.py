@@ -22,13 +22,13 @@ import importlib.util
 import json
 import logging
 import shutil
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from .errors import InputError
 from .provenance import atomic_dir, file_hashes, write_json_atomic
@@ -192,8 +192,56 @@ def fetch_model(spec: str, out_dir: str | Path, tokenizer_only: bool = False) ->
 # Embedding matrices
 
 
+_ST_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+}
+
+
+def safetensors_header(path: str | Path) -> tuple[int, dict]:
+    """(byte offset where tensor data starts, header dict) of a safetensors file."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        return 8 + size, json.loads(f.read(size))
+
+
+_ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a safetensors file tensor by tensor, without first serializing it all in memory.
+
+    The header's JSON has sorted keys and tensors are laid out in name order, so equal inputs give
+    byte-identical files (safetensors' own writer orders metadata by a hash map).
+    """
+    entries, offset = {}, 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        size = t.numel() * t.element_size()
+        entries[name] = {
+            "dtype": _ST_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    header = json.dumps({"__metadata__": metadata, **entries}, sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header with spaces to an 8-byte boundary
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)))
+        f.write(header)
+        for name in sorted(tensors):
+            t = tensors[name].detach().to("cpu").contiguous()
+            f.write(memoryview(t.view(torch.uint8).numpy()).cast("B"))
+
+
 class RowMatrix:
-    """A read-only [rows, dim] matrix in a safetensors file (or in memory), read in row blocks."""
+    """A read-only [rows, dim] matrix in a safetensors file (or in memory), read in row blocks.
+
+    Blocks are read with plain positioned reads, not through a memory map: resident pages of a
+    mapped 4 GiB file would count towards the process's RSS for the whole pass.
+    """
 
     def __init__(
         self,
@@ -207,8 +255,15 @@ class RowMatrix:
         if tensor is not None:
             shape = tuple(tensor.shape)
         else:
-            with safe_open(str(self.path), framework="pt") as f:
-                shape = tuple(f.get_slice(key).get_shape())
+            data_start, header = safetensors_header(self.path)
+            entry = header.get(key)
+            if entry is None:
+                raise InputError(f"{label}: tensor {key!r} not in {self.path}")
+            if entry["dtype"] not in _ST_DTYPES:
+                raise InputError(f"{label}: dtype {entry['dtype']} is not a float type this tool reads")
+            shape = tuple(entry["shape"])
+            self._dtype = _ST_DTYPES[entry["dtype"]]
+            self._offset = data_start + entry["data_offsets"][0]
         if len(shape) != 2:
             raise InputError(f"{label}: expected a 2-D matrix, found shape {shape}")
         if n_rows is not None and n_rows > shape[0]:
@@ -224,21 +279,32 @@ class RowMatrix:
         """The same matrix restricted to its first `n_rows` rows (an input error if it has fewer)."""
         return RowMatrix(self.path, self.key, tensor=self._tensor, n_rows=n_rows, label=self.label)
 
+    def _read(self, f, start: int, stop: int) -> torch.Tensor:
+        out = torch.empty(stop - start, self.dim, dtype=self._dtype)
+        f.seek(self._offset + start * self.dim * self._dtype.itemsize)
+        # Read straight into the tensor's memory (a byte view works for bfloat16 too).
+        if (
+            f.readinto(memoryview(out.view(torch.uint8).numpy()).cast("B"))
+            != out.numel() * out.element_size()
+        ):
+            raise InputError(f"{self.label}: {self.path} is truncated")
+        return out
+
     def block(self, start: int, stop: int) -> torch.Tensor:
+        stop = min(stop, self.n_rows)
         if self._tensor is not None:
             return self._tensor[start:stop]
-        with safe_open(str(self.path), framework="pt") as f:
-            return f.get_slice(self.key)[start:stop]
+        with open(self.path, "rb") as f:
+            return self._read(f, start, stop)
 
     def iter_blocks(self, rows_per_block: int = 8192) -> Iterator[tuple[int, torch.Tensor]]:
         if self._tensor is not None:
             for start in range(0, self.n_rows, rows_per_block):
                 yield start, self._tensor[start : min(start + rows_per_block, self.n_rows)]
             return
-        with safe_open(str(self.path), framework="pt") as f:
-            sl = f.get_slice(self.key)
+        with open(self.path, "rb") as f:
             for start in range(0, self.n_rows, rows_per_block):
-                yield start, sl[start : min(start + rows_per_block, self.n_rows)]
+                yield start, self._read(f, start, min(start + rows_per_block, self.n_rows))
 
     def rows(self, ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Rows `ids` (any order, repeats allowed) as a dense tensor."""
@@ -285,8 +351,7 @@ def _checkpoint_keys(model_dir: Path) -> dict[str, Path]:
         return {k: model_dir / v for k, v in weight_map.items()}
     keys: dict[str, Path] = {}
     for file in sorted(model_dir.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as f:
-            keys.update({k: file for k in f.keys()})  # noqa: SIM118  (safe_open is not iterable)
+        keys.update({k: file for k in safetensors_header(file)[1] if k != "__metadata__"})
     return keys
 
 
@@ -304,8 +369,7 @@ def _find_key(param_name: str, keys: dict[str, Path]) -> str | None:
 
 
 def _shape_in_file(path: Path, key: str) -> tuple[int, ...]:
-    with safe_open(str(path), framework="pt") as f:
-        return tuple(f.get_slice(key).get_shape())
+    return tuple(safetensors_header(path)[1][key]["shape"])
 
 
 def embedding_layout(model_dir: str | Path, causal_lm: bool) -> EmbeddingLayout:

@@ -17,14 +17,15 @@ with a 4x larger window, up to the whole row. `Support.enlarged` counts the rows
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-# Similarity chunks are sized to about this many bytes (float32 rows x shared tokens).
-DEFAULT_CHUNK_BYTES = 256 * 1024**2
+# Similarity chunks are sized to about this many bytes (float32 rows x shared tokens). Small
+# chunks stay in cache between the matrix product and top-k (measured: 32 MiB is 1.6x faster
+# than 256 MiB at 23k x 8.5k on 2 cores).
+DEFAULT_CHUNK_BYTES = 32 * 1024**2
 
 
 @dataclass
@@ -48,31 +49,40 @@ class SparseRows:
         return SparseRows(self.indptr, self.indices, values, self.n_cols, self.enlarged)
 
     def matmul(
-        self, dense: torch.Tensor, dtype: torch.dtype | None = None, rows_per_block: int = 4096
+        self,
+        dense: torch.Tensor,
+        dtype: torch.dtype | None = None,
+        out: torch.Tensor | None = None,
+        out_rows: torch.Tensor | None = None,
+        tile: int = 512,
     ) -> torch.Tensor:
-        """self @ dense, computed in row blocks with a CSR kernel (no gather of nnz x dim rows)."""
+        """self @ dense, as weighted sums of dense rows (`embedding_bag`), never gathering nnz x dim.
+
+        The product runs over `tile`-column slices of `dense`: one slice of all candidate rows
+        (S x 512 x 4 B, 17 MiB at S = 8.5k) stays in cache while every output row reads from it,
+        2.4x faster than a CSR kernel over full rows (measured at 23k x 8.5k x 4096, 2 cores).
+        With `out` and `out_rows`, row i of the product is written to out[out_rows[i]] (any
+        device), so callers assembling a larger matrix need no intermediate copy.
+        """
         dtype = dtype or dense.dtype
-        dense = dense.to(dtype)
-        out = torch.empty(self.n_rows, dense.shape[1], dtype=dtype, device=dense.device)
-        indptr = self.indptr.to(dense.device)
+        width = dense.shape[1]
+        if out is None:
+            out = torch.empty(self.n_rows, width, dtype=dtype, device=dense.device)
+            out_rows = None
+        if self.n_rows == 0:
+            return out
+        offsets = self.indptr[:-1].to(dense.device)
         indices = self.indices.to(dense.device)
-        values = self.values.to(device=dense.device, dtype=dtype)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            for start in range(0, self.n_rows, rows_per_block):
-                stop = min(start + rows_per_block, self.n_rows)
-                lo, hi = int(indptr[start]), int(indptr[stop])
-                # Invariants hold by construction (sorted indptr, in-range columns): skip the O(nnz) check.
-                block = torch.sparse_csr_tensor(
-                    indptr[start : stop + 1] - lo,
-                    indices[lo:hi],
-                    values[lo:hi],
-                    size=(stop - start, self.n_cols),
-                    dtype=dtype,
-                    device=dense.device,
-                    check_invariants=False,
-                )
-                out[start:stop] = block @ dense
+        weights = self.values.to(device=dense.device, dtype=dtype)
+        for col in range(0, width, tile):
+            part = dense[:, col : col + tile].to(dtype).contiguous()
+            product = torch.nn.functional.embedding_bag(
+                indices, part, offsets, mode="sum", per_sample_weights=weights
+            )
+            if out_rows is None:
+                out[:, col : col + tile] = product
+            else:
+                out[out_rows, col : col + tile] = product.to(device=out.device, dtype=out.dtype)
         return out
 
 
@@ -103,24 +113,20 @@ def _chunked(aux_new: torch.Tensor, aux_shared: torch.Tensor, chunk_bytes: int, 
         yield start, a_new[start : start + rows] @ a_shared.T
 
 
-def _assemble(
-    parts: list[tuple[torch.Tensor, torch.Tensor]], n_rows: int, n_cols: int, enlarged: int
+def _to_csr(
+    rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n_rows: int, n_cols: int, enlarged: int
 ) -> SparseRows:
-    """Concatenate per-row (indices, values) lists into CSR."""
-    sizes = torch.tensor([len(i) for i, _ in parts], dtype=torch.long)
+    """CSR from (row, column, value) triples in any order; columns ascend within each row."""
+    rows, cols, vals = rows.cpu(), cols.cpu(), vals.cpu()
+    order = torch.argsort(rows * max(n_cols, 1) + cols)
     indptr = torch.zeros(n_rows + 1, dtype=torch.long)
-    indptr[1:] = sizes.cumsum(0)
-    indices = torch.cat([i for i, _ in parts]) if parts else torch.empty(0, dtype=torch.long)
-    values = torch.cat([v for _, v in parts]) if parts else torch.empty(0)
-    return SparseRows(indptr, indices.cpu(), values.cpu(), n_cols, enlarged)
+    indptr[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return SparseRows(indptr, cols[order], vals[order], n_cols, enlarged)
 
 
-def _rows_to_parts(
-    idx: torch.Tensor, val: torch.Tensor, keep: torch.Tensor
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    counts = keep.sum(dim=1).tolist()
-    flat_idx, flat_val = idx[keep], val[keep]  # row-major: each row's kept entries stay in score order
-    return list(zip(flat_idx.split(counts), flat_val.split(counts)))
+def _empty(n_rows: int, n_cols: int) -> SparseRows:
+    empty = torch.empty(0, dtype=torch.long)
+    return _to_csr(empty, empty, torch.empty(0), n_rows, n_cols, 0)
 
 
 def sparsemax_support(
@@ -132,10 +138,9 @@ def sparsemax_support(
 ) -> SparseRows:
     """Exact sparsemax over cosine similarities of each new token to all shared tokens."""
     n_new, n_shared = aux_new.shape[0], aux_shared.shape[0]
-    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+    triples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     enlarged = 0
-    for _, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress):
-        chunk_parts: list = [None] * sims.shape[0]
+    for start, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress):
         pending = torch.arange(sims.shape[0], device=sims.device)
         window = k_init + 1  # K + 1 scores: the (K+1)-th proves the support ends inside the window
         while len(pending):
@@ -143,15 +148,17 @@ def sparsemax_support(
             z, idx = sims[pending].topk(m, dim=1, sorted=True)
             p, k = sparsemax_sorted(z)
             exact = (k < m) | (m == n_shared)
-            keep = p > 0
-            for row, part in zip(pending[exact].tolist(), _rows_to_parts(idx[exact], p[exact], keep[exact])):
-                chunk_parts[row] = part
+            keep = (p > 0) & exact.unsqueeze(1)
+            row = (pending + start).unsqueeze(1).expand_as(idx)
+            triples.append((row[keep], idx[keep], p[keep]))
             if window == k_init + 1:
                 enlarged += int((~exact).sum())
             pending = pending[~exact]
             window *= 4
-        parts.extend(chunk_parts)
-    return _assemble(parts, n_new, n_shared, enlarged)
+    if not triples:
+        return _empty(n_new, n_shared)
+    rows, cols, vals = (torch.cat(t) for t in zip(*triples))
+    return _to_csr(rows, cols, vals, n_new, n_shared, enlarged)
 
 
 def topk_softmax_support(
@@ -165,9 +172,12 @@ def topk_softmax_support(
     """Top-k cosine neighbours with softmax(similarity / temperature) weights (OFA)."""
     n_new, n_shared = aux_new.shape[0], aux_shared.shape[0]
     k = min(k, n_shared)
-    parts: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for _, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress):
+    rows, cols, vals = [], [], []
+    for start, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress):
         z, idx = sims.topk(k, dim=1, sorted=True)
-        w = torch.softmax(z / temperature, dim=1)
-        parts.extend(_rows_to_parts(idx, w, torch.ones_like(w, dtype=torch.bool)))
-    return _assemble(parts, n_new, n_shared, 0)
+        rows.append(torch.arange(start, start + len(z), device=z.device).repeat_interleave(k))
+        cols.append(idx.reshape(-1))
+        vals.append(torch.softmax(z / temperature, dim=1).reshape(-1))
+    if not rows:
+        return _empty(n_new, n_shared)
+    return _to_csr(torch.cat(rows), torch.cat(cols), torch.cat(vals), n_new, n_shared, 0)

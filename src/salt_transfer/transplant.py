@@ -112,7 +112,11 @@ def _set_vocab_size(config, n: int) -> None:
 
 
 def transplant(
-    source_model: str | Path, target_tokenizer: str | Path, embeddings: str | Path, out_dir: str | Path
+    source_model: str | Path,
+    target_tokenizer: str | Path,
+    embeddings: str | Path,
+    out_dir: str | Path,
+    save_dtype: str = "auto",
 ) -> dict[str, Any]:
     """Write an HF causal-LM directory: source model + target tokenizer + fitted rows."""
     from transformers import AutoModelForCausalLM
@@ -184,6 +188,11 @@ def transplant(
         "adds_bos": source_adds_bos(source_tok),
         "special_tokens": {k: v for k, v in ids.items()},
     }
+    if save_dtype not in ("auto", "float32", "bfloat16"):
+        raise InputError(f"--save-dtype {save_dtype!r}: choose auto, float32 or bfloat16")
+    if save_dtype != "auto":
+        model = model.to(getattr(torch, save_dtype))
+        record["saved_dtype"] = save_dtype
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         roles_tok.save_pretrained(tmp)

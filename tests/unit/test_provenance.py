@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -63,3 +64,13 @@ def test_meta_records_inputs_and_environment(tmp_path):
     assert meta["artifact_sha256"] == sha256_tree(art)
     assert (meta["seed"], meta["device"], meta["config_hash"], meta["params"]) == (5, "cpu", "abc", {"k": 1})
     assert {"git_sha", "git_dirty", "versions"} <= set(meta)
+
+
+def test_artifacts_get_normal_permissions(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {})
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -131,7 +131,9 @@ def test_near_collinear_supports_use_the_pinv_cutoff():
     torch.manual_seed(12)
     ht, k = 50, 10  # rtol = 50 * eps32 = 6e-6
     base = torch.randn(k - 1, ht, dtype=torch.float64)
-    last = base[:4].mean(0) + 1e-6 * torch.nn.functional.normalize(torch.randn(ht, dtype=torch.float64), dim=0)
+    last = base[:4].mean(0) + 1e-6 * torch.nn.functional.normalize(
+        torch.randn(ht, dtype=torch.float64), dim=0
+    )
     plm_shared = torch.cat([base, last.unsqueeze(0)]).float()
     sigma = torch.linalg.svdvals(plm_shared.double())
     assert 1e-9 < float(sigma[-1] / sigma[0]) < 50 * torch.finfo(torch.float32).eps  # below the cut-off
@@ -142,3 +144,16 @@ def test_near_collinear_supports_use_the_pinv_cutoff():
     a = plm_shared.double()
     want = plm_new[0].double() @ torch.linalg.pinv(a, rtol=ht * torch.finfo(torch.float32).eps)
     torch.testing.assert_close(coeffs.values, want, rtol=1e-6, atol=1e-8)
+
+
+def test_global_gram_and_per_token_paths_agree():
+    """The S x S Gram shortcut (small candidate sets) and the per-token gather give the same numbers."""
+    torch.manual_seed(13)
+    aux_new, aux_shared = mixed_supports(8, 40, 300, seed=13)
+    plm_new, plm_shared = torch.randn(len(aux_new), 20), torch.randn(300, 20)
+    support = sparsemax_support(aux_new, aux_shared)
+    assert int(support.sizes().max()) > 20  # both orientations present
+    via_gram, s1 = min_norm_coefficients(support, plm_new, plm_shared)
+    per_token, s2 = min_norm_coefficients(support, plm_new, plm_shared, gram_bytes=0)
+    assert s1.global_gram and not s2.global_gram
+    torch.testing.assert_close(via_gram.values, per_token.values, rtol=1e-9, atol=1e-12)

@@ -68,12 +68,18 @@ def test_topk_softmax_weights():
     assert (rows.sizes() == 4).all()
     sims = cosine(a_new, a_shared)
     top, idx = sims.topk(4, dim=1)
-    torch.testing.assert_close(rows.indices.view(10, 4), idx)
-    torch.testing.assert_close(rows.values.view(10, 4), torch.softmax(top / 0.1, dim=1))
+    weights = torch.softmax(top / 0.1, dim=1)
+    order = idx.argsort(dim=1)  # CSR stores each row's columns in ascending order
+    torch.testing.assert_close(rows.indices.view(10, 4), idx.gather(1, order))
+    torch.testing.assert_close(rows.values.view(10, 4), weights.gather(1, order))
 
 
 def test_csr_matmul_equals_dense_product():
     torch.manual_seed(4)
     rows = sparsemax_support(torch.randn(25, 6), torch.randn(60, 6))
     b = torch.randn(60, 9, dtype=torch.float64)
-    torch.testing.assert_close(rows.matmul(b, rows_per_block=7), dense(rows).double() @ b)
+    torch.testing.assert_close(rows.matmul(b, tile=4), dense(rows).double() @ b)  # 9 columns: 3 tiles
+    out = torch.zeros(30, 9, dtype=torch.float64)
+    rows.matmul(b, out=out, out_rows=torch.arange(25) + 5)
+    torch.testing.assert_close(out[5:], dense(rows).double() @ b)
+    assert not out[:5].any()

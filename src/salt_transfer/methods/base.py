@@ -49,25 +49,40 @@ class SourceRows:
         order = torch.argsort(shared_ids)
         sorted_ids = shared_ids[order]
         self.shared = torch.empty(len(shared_ids), self.dim, dtype=dtype)
-        total = torch.zeros(self.dim, dtype=torch.float64)
-        total_sq = torch.zeros(self.dim, dtype=torch.float64)
+        # Per-block mean and centred sum of squares in float32, merged in float64 (Chan et al.'s
+        # parallel variance): exact enough, and no float64 copy of each block.
+        count, mean, m2 = (
+            0,
+            torch.zeros(self.dim, dtype=torch.float64),
+            torch.zeros(self.dim, dtype=torch.float64),
+        )
         for start, block in matrix.iter_blocks(_STATS_BLOCK):
-            block64 = block.to(torch.float64)
-            bad = ~torch.isfinite(block64).all(dim=1)
-            if bad.any():
-                row = start + int(bad.nonzero()[0])
-                raise InputError(
-                    f"{matrix.label}: row {row} is not finite (NaN or Inf); the weights are corrupt"
-                )
-            total += block64.sum(0)
-            total_sq += (block64 * block64).sum(0)
+            block = block.float()
+            b_mean = block.mean(0)
+            b_m2 = (block - b_mean).square_().sum(0)
+            if not bool(torch.isfinite(b_m2).all()):
+                bad = ~torch.isfinite(block).all(dim=1)
+                if bad.any():
+                    row = start + int(bad.nonzero()[0])
+                    raise InputError(
+                        f"{matrix.label}: row {row} is not finite (NaN or Inf); the weights are corrupt"
+                    )
+                b_m2 = (
+                    (block.double() - b_mean.double()).square_().sum(0)
+                )  # float32 overflow: redo this block
+            n_b = len(block)
+            delta = b_mean.double() - mean
+            total = count + n_b
+            mean = mean + delta * (n_b / total)
+            m2 = m2 + b_m2.double() + delta.square() * (count * n_b / total)
+            count = total
             lo = torch.searchsorted(sorted_ids, start)
-            hi = torch.searchsorted(sorted_ids, start + len(block))
+            hi = torch.searchsorted(sorted_ids, start + n_b)
             if hi > lo:
                 self.shared[order[lo:hi]] = block[sorted_ids[lo:hi] - start].to(dtype)
-        self.mean = total / self.n
+        self.mean = mean
         # Unbiased per-dimension std, as torch.std in FOCUS's N(mean, std) fallback.
-        self.std = ((total_sq - self.n * self.mean**2) / (self.n - 1)).clamp(min=0).sqrt()
+        self.std = (m2 / (self.n - 1)).clamp(min=0).sqrt()
         self._second: dict[bool, torch.Tensor] = {}
 
     def second_moment(self, centered: bool) -> torch.Tensor:
@@ -146,20 +161,26 @@ class TransferProblem:
     def assemble(
         self,
         fitted_ids: torch.Tensor,
-        rows_in: torch.Tensor,
-        rows_out: torch.Tensor | None,
+        rows_in: Rows,
+        rows_out: Rows | None,
         random_ids: torch.Tensor,
         copy_shared: bool = True,
         info: dict | None = None,
     ) -> MethodResult:
-        """Full [n_target, hs] matrices: shared rows copied, fitted rows placed, the rest N(mean, std)."""
+        """Full [n_target, hs] matrices: shared rows copied, fitted rows placed, the rest N(mean, std).
+
+        Fitted rows are a dense tensor or a `LinearRows` product, written straight into the result.
+        """
         n_random = len(random_ids)
 
-        def build(source: SourceRows, rows: torch.Tensor, stream: int) -> torch.Tensor:
+        def build(source: SourceRows, rows: Rows, stream: int) -> torch.Tensor:
             out = torch.empty(self.n_target, source.dim, dtype=self.dtype)
             if copy_shared:
                 out[self.shared_target] = source.shared.to(self.dtype)
-            out[fitted_ids] = rows.to(device="cpu", dtype=self.dtype)
+            if isinstance(rows, LinearRows):
+                rows.weights.matmul(rows.dense, dtype=self.dtype, out=out, out_rows=fitted_ids)
+            else:
+                out[fitted_ids] = rows.to(device="cpu", dtype=self.dtype)
             out[random_ids] = self.normal_rows(n_random, source, stream)
             return out
 
@@ -175,6 +196,17 @@ class TransferProblem:
             "n_copied": len(self.shared_target) if copy_shared else 0,
         }
         return MethodResult(result_in, result_out, {**counts, **(info or {})})
+
+
+@dataclass
+class LinearRows:
+    """Rows given as a sparse combination of dense rows, weights @ dense, computed when placed."""
+
+    weights: SparseRows
+    dense: torch.Tensor
+
+
+Rows = torch.Tensor | LinearRows
 
 
 @dataclass

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import torch
 
 from ..support import DEFAULT_CHUNK_BYTES, sparsemax_support
-from .base import MethodResult, TransferProblem, register, support_info
+from .base import LinearRows, MethodResult, TransferProblem, register, support_info
 
 
 @dataclass(frozen=True)
 class FocusOptions:
     k_init: int = 128  # initial top-K window for exact sparsemax
-    chunk_mb: int = 256  # similarity chunk size in MiB
+    chunk_mb: int = 32  # similarity chunk size in MiB
 
 
 def focus_rows(
@@ -55,10 +55,10 @@ def fit(problem: TransferProblem, opts: FocusOptions) -> MethodResult:
         chunk_bytes=opts.chunk_mb * 1024**2 or DEFAULT_CHUNK_BYTES,
         progress="similarities + sparsemax" if problem.progress else None,
     )
-    rows_in = weights.matmul(problem.source_in.shared[cand].to(dev), dtype=problem.dtype)
+    rows_in = LinearRows(weights, problem.source_in.shared[cand].to(dev))
     rows_out = None
     if problem.source_out is not None:
-        rows_out = weights.matmul(problem.source_out.shared[cand].to(dev), dtype=problem.dtype)
+        rows_out = LinearRows(weights, problem.source_out.shared[cand].to(dev))
     return problem.assemble(
         scored, rows_in, rows_out, rare, info={"n_candidates": len(cand), **support_info(weights)}
     )

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InputError
 from ..support import topk_softmax_support
-from .base import MethodResult, SourceRows, TransferProblem, register, support_info
+from .base import LinearRows, MethodResult, SourceRows, TransferProblem, register, support_info
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class OfaOptions:
     neighbors: int = 10  # top-k neighbours (OFA default)
     temperature: float = 0.1  # softmax temperature on cosine similarities (OFA default)
     rank: int = 0  # OFA factorization rank (e.g. 100, 200, 400); 0 keeps full rank
-    chunk_mb: int = 256
+    chunk_mb: int = 32  # similarity chunk size in MiB
 
 
 def _top_subspace(source: SourceRows, rank: int) -> torch.Tensor:
@@ -61,10 +61,10 @@ def fit(problem: TransferProblem, opts: OfaOptions) -> MethodResult:
         chunk_bytes=opts.chunk_mb * 1024**2,
         progress="similarities + top-k" if problem.progress else None,
     )
-    rows_in = weights.matmul(problem.source_in.shared[cand].to(dev), dtype=problem.dtype)
+    rows_in = LinearRows(weights, problem.source_in.shared[cand].to(dev))
     rows_out = None
     if problem.source_out is not None:
-        rows_out = weights.matmul(problem.source_out.shared[cand].to(dev), dtype=problem.dtype)
+        rows_out = LinearRows(weights, problem.source_out.shared[cand].to(dev))
     info = {"n_candidates": len(cand), **support_info(weights), "rank": opts.rank or None}
     result = problem.assemble(scored, rows_in, rows_out, rare, info=info)
     if opts.rank:

@@ -31,29 +31,39 @@ new tokens alike.
 
 from __future__ import annotations
 
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
 from ..support import DEFAULT_CHUNK_BYTES, SparseRows, sparsemax_support
-from .base import MethodResult, TransferProblem, register, support_info
+from .base import LinearRows, MethodResult, TransferProblem, register, support_info
 
 # float64 bytes per padded batch of support rows (B x k x ht x 8 B).
 _BATCH_BYTES = 192 * 1024**2
-_MAX_BATCH = 2048
+_MAX_BATCH = 4096
+# Refinement steps with the shifted Cholesky factor, and the relative size of the last update
+# below which a row counts as solved (float64 rounding is ~1e-16; 1e-10 leaves a wide margin).
+_REFINE_STEPS = 2
+_REFINE_TOL = 1e-10
+# Largest Gram matrix of all candidate PLM rows formed at once (S x S float64): S <= 11,585 at 1 GiB.
+_GRAM_BYTES = 1024**3
 
 
 @dataclass(frozen=True)
 class SaltOptions:
     k_init: int = 128  # initial top-K window for exact sparsemax (grown per row when too small)
-    chunk_mb: int = 256  # similarity chunk size in MiB
+    chunk_mb: int = 32  # similarity chunk size in MiB
 
 
 @dataclass
 class SolveStats:
     cholesky_rows: int = 0
     eigh_rows: int = 0
+    global_gram: bool = False
 
 
 def _pinv_solve_eigh(gram: torch.Tensor, rhs: torch.Tensor, rtol: torch.Tensor) -> torch.Tensor:
@@ -66,36 +76,80 @@ def _pinv_solve_eigh(gram: torch.Tensor, rhs: torch.Tensor, rtol: torch.Tensor) 
     return (q @ projected.unsqueeze(2)).squeeze(2)
 
 
+def _cholesky_solve(factor: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """(L L^T)^-1 rhs by two triangular solves (faster than torch.cholesky_solve on small batches)."""
+    y = torch.linalg.solve_triangular(factor, rhs, upper=False)
+    return torch.linalg.solve_triangular(factor.mT, y, upper=True)
+
+
 def _solve_gram(
     gram: torch.Tensor, rhs: torch.Tensor, rtol: torch.Tensor, real: torch.Tensor, stats: SolveStats
 ) -> torch.Tensor:
-    """Solve gram^+ rhs per batch row; `real` masks the unpadded positions ([B, m] bool)."""
-    b, m, _ = gram.shape
-    eye = torch.eye(m, dtype=gram.dtype, device=gram.device)
-    diag = gram.diagonal(dim1=1, dim2=2)
-    real_diag = torch.where(real, diag, torch.zeros_like(diag))
+    """Solve gram^+ rhs per batch row with pinv's cut-off. `gram` is zero on padded rows/columns
+    (`real` [B, m] marks real positions) and is modified in place.
+
+    One Cholesky factorization of the shifted matrix G - theta I both proves that every eigenvalue
+    of G exceeds the cut-off theta (it succeeds only then) and serves as a preconditioner: solving
+    G x = r by iterative refinement with it contracts the error by theta / (lambda_min - theta)
+    per step. Rows that fail the proof or do not converge take the eigendecomposition path.
+    """
+    diag = gram.diagonal(dim1=1, dim2=2)  # a view: writing to it edits gram
+    zero = torch.zeros((), dtype=gram.dtype, device=gram.device)
+    real_diag = torch.where(real, diag, zero)
     trace = real_diag.sum(1)
-    row_sums = torch.where(real, gram.abs().sum(2), torch.zeros_like(diag)).amax(1)
+    row_sums = gram.abs().sum(2).amax(1)  # padded rows are zero
     lam_upper = torch.minimum(trace, row_sums)  # lambda_max <= trace and <= max absolute row sum
-    theta = rtol**2 * lam_upper
-    # Padded positions get a positive diagonal so the real block can be factorized on its own.
-    pad_value = real_diag.amax(1).clamp(min=1e-300)
-    padded = gram + torch.diag_embed(
-        torch.where(real, torch.zeros_like(diag), pad_value.unsqueeze(1).expand(b, m))
-    )
-    _, info_shifted = torch.linalg.cholesky_ex(padded - theta.view(b, 1, 1) * eye)
-    chol, info = torch.linalg.cholesky_ex(padded)
-    proven = (info_shifted == 0) & (info == 0) & (lam_upper > 0)
+    theta = (rtol**2 * lam_upper).unsqueeze(1)
+    # Padded positions get a positive diagonal so the real block is factorized on its own.
+    pad = torch.where(real, zero, real_diag.amax(1, keepdim=True).clamp(min=1e-300))
+    diag.add_(pad - theta)
+    chol, info = torch.linalg.cholesky_ex(gram)  # factor of G_padded - theta I
+    diag.add_(theta)  # gram is now G_padded
+    proven = (info == 0) & (lam_upper > 0)
     out = torch.zeros_like(rhs)
+    converged = torch.zeros_like(proven)
     if proven.any():
-        out[proven] = torch.cholesky_solve(rhs[proven].unsqueeze(2), chol[proven]).squeeze(2)
-    if (~proven).any():
-        unproven = ~proven
-        plain = torch.where(real.unsqueeze(2) & real.unsqueeze(1), gram, torch.zeros_like(gram))[unproven]
-        out[unproven] = _pinv_solve_eigh(plain, rhs[unproven], rtol[unproven])
-    stats.cholesky_rows += int(proven.sum())
-    stats.eigh_rows += int((~proven).sum())
+        every = bool(proven.all())
+        idx = proven.nonzero().squeeze(1)
+        # Index copies only when some rows failed: usually all pass and the views are used as is.
+        g, factor, r = (gram, chol, rhs) if every else (gram[idx], chol[idx], rhs[idx])
+        r = r.unsqueeze(2)
+        x = _cholesky_solve(factor, r)
+        for _ in range(_REFINE_STEPS):
+            step = _cholesky_solve(factor, r - g @ x)
+            x += step
+        x, step = x.squeeze(2), step.squeeze(2)
+        done = step.norm(dim=1) <= _REFINE_TOL * x.norm(dim=1)
+        if every and bool(done.all()):
+            out, converged = x, done
+        else:
+            out[idx[done]] = x[done]
+            converged[idx[done]] = True
+    if not converged.all():
+        todo = ~converged
+        plain = gram[todo]
+        plain.diagonal(dim1=1, dim2=2).sub_(pad[todo])  # back to zero-padded
+        out[todo] = _pinv_solve_eigh(plain, rhs[todo], rtol[todo])
+    n_fast = int(converged.sum())
+    stats.cholesky_rows += n_fast
+    stats.eigh_rows += len(converged) - n_fast
     return out
+
+
+def _batches(sorted_sizes: torch.Tensor, ht: int, row_bytes, batch_bytes: int) -> list[tuple[int, int]]:
+    """Split tokens sorted by support size into padded batches within a memory budget, never mixing
+    the two Gram orientations (k <= ht, k > ht)."""
+    batches, start, n = [], 0, len(sorted_sizes)
+    while start < n:
+        k_max = int(sorted_sizes[min(n - 1, start + _MAX_BATCH - 1)])
+        stop = min(n, start + max(1, min(_MAX_BATCH, batch_bytes // row_bytes(max(1, k_max)))))
+        side = sorted_sizes[start] > ht
+        crossing = ((sorted_sizes[start:stop] > ht) != side).nonzero()
+        if len(crossing):
+            stop = start + int(crossing[0])
+        batches.append((start, stop))
+        start = stop
+    return batches
 
 
 def min_norm_coefficients(
@@ -105,55 +159,91 @@ def min_norm_coefficients(
     rtol_dtype: torch.dtype = torch.float32,
     progress: str | None = None,
     batch_bytes: int = _BATCH_BYTES,
+    gram_bytes: int = _GRAM_BYTES,
 ) -> tuple[SparseRows, SolveStats]:
-    """Coefficients c_t = plm_new[t] pinv(plm_shared[support_t]) for every row t, as CSR (float64)."""
+    """Coefficients c_t = plm_new[t] pinv(plm_shared[support_t]) for every row t, as CSR (float64).
+
+    When the Gram matrix of all S candidate PLM rows fits in `gram_bytes` (S^2 x 8 B), it is formed
+    once with one large GEMM and every token's k x k Gram is gathered from it, and the right-hand
+    sides <A_j, e_t> come from one sampled dense-dense product over the support pattern; otherwise
+    each token's rows are gathered and multiplied in batches. Both give the same numbers.
+    """
     device = plm_shared.device
-    ht = plm_shared.shape[1]
+    n_shared, ht = plm_shared.shape
     eps = torch.finfo(rtol_dtype).eps
+    p64 = plm_shared.to(torch.float64)
     # An extra zero row: padded support slots point at it and contribute nothing.
-    table = torch.cat([plm_shared.to(torch.float64), torch.zeros(1, ht, dtype=torch.float64, device=device)])
-    zero_row = table.shape[0] - 1
+    table = torch.cat([p64, torch.zeros(1, ht, dtype=torch.float64, device=device)])
     indptr, indices = support.indptr.to(device), support.indices.to(device)
+    nnz = len(indices)
     sizes = indptr[1:] - indptr[:-1]
-    values = torch.zeros(len(indices), dtype=torch.float64, device=device)
+    values = torch.zeros(nnz, dtype=torch.float64, device=device)
     stats = SolveStats()
     order = torch.argsort(sizes, stable=True)
     sorted_sizes = sizes[order]
-    batches = []
-    start = 0
-    while start < len(order):
-        k_max = int(sorted_sizes[min(len(order) - 1, start + _MAX_BATCH - 1)])
-        per_row = max(1, k_max) * ht * 8
-        stop = min(len(order), start + max(1, min(_MAX_BATCH, batch_bytes // per_row)))
-        # Keep the two Gram orientations (k <= ht, k > ht) in separate batches.
-        side = sorted_sizes[start] > ht
-        crossing = ((sorted_sizes[start:stop] > ht) != side).nonzero()
-        if len(crossing):
-            stop = start + int(crossing[0])
-        batches.append((start, stop))
-        start = stop
-    iterator = tqdm(batches, desc=progress, unit="batch", mininterval=2) if progress else batches
-    for start, stop in iterator:
-        rows = order[start:stop]
+    use_gram = n_shared * n_shared * 8 <= gram_bytes and nnz > 0 and bool((sizes <= ht).any())
+    if use_gram:
+        # Through the zero row of `table`, row and column S of the Gram are zero: padded slots
+        # gather zeros without masking.
+        gram_all = table @ table.T
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            pattern = torch.sparse_csr_tensor(
+                indptr,
+                indices,
+                torch.zeros(nnz, dtype=torch.float64, device=device),
+                size=(support.n_rows, n_shared),
+                check_invariants=False,
+            )
+            rhs_all = torch.sparse.sampled_addmm(
+                pattern, plm_new.to(device=device, dtype=torch.float64), p64.T, beta=0.0
+            ).values()
+        rhs_all = torch.cat([rhs_all, torch.zeros(1, dtype=torch.float64, device=device)])  # slot nnz: 0
+
+    def row_bytes(k: int) -> int:
+        # Gathered rows dominate the per-token path; the Gram path keeps a few k x k copies only.
+        return 6 * k * k * 8 if use_gram and k <= ht else k * ht * 8
+
+    def solve_batch(bounds: tuple[int, int]) -> SolveStats:
+        rows = order[bounds[0] : bounds[1]]
         k = sizes[rows]
         k_max = int(k.max())
         slots = torch.arange(k_max, device=device)
         real = slots.unsqueeze(0) < k.unsqueeze(1)  # [B, k_max]
         pos = indptr[rows].unsqueeze(1) + slots
-        cols = torch.where(
-            real, indices[pos.clamp(max=max(len(indices) - 1, 0))], torch.full_like(pos, zero_row)
-        )
-        a = table[cols]  # [B, k_max, ht]
-        e = plm_new[rows].to(device=device, dtype=torch.float64)  # [B, ht]
+        safe_pos = pos.clamp(max=max(nnz - 1, 0))
         rtol = torch.clamp(k, min=ht).to(torch.float64) * eps
-        if k_max <= ht:
-            gram = a @ a.transpose(1, 2)
-            c = _solve_gram(gram, (a @ e.unsqueeze(2)).squeeze(2), rtol, real, stats)
+        cols = torch.where(real, indices[safe_pos], torch.full_like(pos, n_shared))  # padding -> zero row
+        local = SolveStats()
+        if k_max <= ht and use_gram:
+            flat = (cols.unsqueeze(2) * (n_shared + 1) + cols.unsqueeze(1)).view(-1)
+            gram = gram_all.view(-1).index_select(0, flat).view(len(rows), k_max, k_max)
+            rhs = rhs_all[torch.where(real, pos, torch.full_like(pos, nnz))]
+            c = _solve_gram(gram, rhs, rtol, real, local)
         else:
-            gram = a.transpose(1, 2) @ a  # zero rows of A add nothing: no padding to mask
-            w = _solve_gram(gram, e, rtol, torch.ones(len(rows), ht, dtype=torch.bool, device=device), stats)
-            c = (a @ w.unsqueeze(2)).squeeze(2)
-        values[pos[real]] = c[real]
+            a = table.index_select(0, cols.view(-1)).view(len(rows), k_max, ht)
+            e = plm_new[rows].to(device=device, dtype=torch.float64)  # [B, ht]
+            if k_max <= ht:
+                c = _solve_gram(a @ a.transpose(1, 2), (a @ e.unsqueeze(2)).squeeze(2), rtol, real, local)
+            else:
+                gram = a.transpose(1, 2) @ a  # zero rows of A add nothing: no padding to mask
+                all_real = torch.ones(len(rows), ht, dtype=torch.bool, device=device)
+                c = (a @ _solve_gram(gram, e, rtol, all_real, local).unsqueeze(2)).squeeze(2)
+        values[pos[real]] = c[real]  # batches own disjoint positions: safe from parallel workers
+        return local
+
+    batches = _batches(sorted_sizes, ht, row_bytes, batch_bytes)
+    # Gathers and tiny LAPACK calls run on one core each; batches are independent, so on CPU they
+    # run on as many worker threads as torch uses (torch releases the GIL inside its kernels).
+    workers = 1 if device.type == "cuda" else max(1, torch.get_num_threads())
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = pool.map(solve_batch, batches)
+        for local in tqdm(
+            done, total=len(batches), desc=progress, unit="batch", mininterval=2, disable=not progress
+        ):
+            stats.cholesky_rows += local.cholesky_rows
+            stats.eigh_rows += local.eigh_rows
+    stats.global_gram = use_gram
     return support.with_values(values.cpu()), stats
 
 
@@ -212,27 +302,44 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     scored, rare, cand = problem.aux_split()
     dev = problem.device
     aux, plm = problem.aux.vectors, problem.plm
-    coeffs, stats = salt_coefficients(
+    clock = time.perf_counter()
+    support = sparsemax_support(
         aux[scored].to(dev),
         aux[problem.shared_target[cand]].to(dev),
-        plm[scored].to(dev),
-        plm[problem.shared_target[cand]].to(dev),
         k_init=opts.k_init,
         chunk_bytes=opts.chunk_mb * 1024**2,
-        progress=problem.progress,
+        progress="similarities + sparsemax" if problem.progress else None,
     )
-    rows_in = coeffs.matmul(problem.source_in.shared[cand].to(dev), dtype=problem.dtype)
+    phases = {"neighbours_s": time.perf_counter() - clock}
+    clock = time.perf_counter()
+    coeffs, stats = min_norm_coefficients(
+        support,
+        plm[scored].to(dev),
+        plm[problem.shared_target[cand]].to(dev),
+        rtol_dtype=plm.dtype,
+        progress="least squares" if problem.progress else None,
+    )
+    phases["least_squares_s"] = time.perf_counter() - clock
+    rows_in = LinearRows(coeffs, problem.source_in.shared[cand].to(dev))
     rows_out = None
     if problem.source_out is not None:
-        rows_out = coeffs.matmul(problem.source_out.shared[cand].to(dev), dtype=problem.dtype)
+        rows_out = LinearRows(coeffs, problem.source_out.shared[cand].to(dev))
     c_abs = coeffs.values.abs()
     info = {
         "n_candidates": len(cand),
         **support_info(coeffs),
-        "solver": {"cholesky_rows": stats.cholesky_rows, "eigh_rows": stats.eigh_rows},
+        "solver": {
+            "cholesky_rows": stats.cholesky_rows,
+            "eigh_rows": stats.eigh_rows,
+            "global_gram": stats.global_gram,
+        },
         "coefficients": {
             "mean_abs": float(c_abs.mean()) if len(c_abs) else None,
             "max_abs": float(c_abs.max()) if len(c_abs) else None,
         },
     }
-    return problem.assemble(scored, rows_in, rows_out, rare, info=info)
+    clock = time.perf_counter()
+    result = problem.assemble(scored, rows_in, rows_out, rare, info=info)
+    phases["assemble_s"] = time.perf_counter() - clock
+    result.info["phases"] = {k: round(v, 3) for k, v in phases.items()}
+    return result

@@ -1,0 +1,246 @@
+# Helpers for the whole workflow: config validation, the grid, wildcard constraints, input functions.
+# No rule lives here; rules/*.smk only declare inputs/outputs and call `salt-transfer`.
+
+import json
+import re
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../config/schema.yaml")
+
+LLMS = list(config["llms"])
+PLMS = list(config["plms"])
+METHODS = list(config["methods"])
+STANDIN_PLMS = [p for p in PLMS if config["plms"][p]["source"] == "standin"]
+HUB_PLMS = [p for p in PLMS if p not in STANDIN_PLMS]
+ENGLISH = config.get("english_corpus")
+EVAL_TASKS = ["bpb_target"] + (["bpb_english"] if ENGLISH else [])
+
+# What each method reads besides the source LLM (kept in step with the registry by a unit test).
+METHOD_NEEDS = {
+    "salt": {"aux", "plm"},
+    "focus": {"aux"},
+    "ofa": {"aux"},
+    "multivariate": set(),
+    "random": set(),
+    "mean": set(),
+    "procrustes": {"plm"},
+}
+
+
+def _config_errors():
+    """Cross-key checks the schema cannot express; each message names the key to fix."""
+    errors = []
+    for plm, spec in config["plms"].items():
+        if spec["language"] not in config["corpora"]:
+            errors.append(f"plms.{plm}.language {spec['language']!r} is not a key of corpora")
+    if ENGLISH and ENGLISH not in config["corpora"]:
+        errors.append(f"english_corpus {ENGLISH!r} is not a key of corpora")
+    overlap = set(LLMS) & set(HUB_PLMS)
+    if overlap:
+        errors.append(f"names {sorted(overlap)} are both an llm and a plm; model names must be unique")
+    for name in LLMS + PLMS + list(config["corpora"]):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            errors.append(f"name {name!r}: use letters, digits, '.', '_' or '-' (it becomes a path component)")
+    return errors
+
+
+if _config_errors():
+    raise ValueError("invalid config:\n  " + "\n  ".join(_config_errors()))
+
+
+def _alternatives(names):
+    """Regex matching exactly these names (or nothing when the list is empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+wildcard_constraints:
+    llm=_alternatives(LLMS),
+    plm=_alternatives(PLMS),
+    method=_alternatives(METHODS),
+    lang=_alternatives(list(config["corpora"])),
+    model=_alternatives(LLMS + HUB_PLMS),
+    stage="init|cpt",
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+def llm_dir(wildcards):
+    return f"data/models/{wildcards.llm}"
+
+
+def plm_dir_of(plm):
+    """Hub PLMs are fetched to data/models/; stand-ins are derived artifacts under results/plm/."""
+    return f"results/plm/{plm}/model" if plm in STANDIN_PLMS else f"data/models/{plm}"
+
+
+def plm_dir(wildcards):
+    return plm_dir_of(wildcards.plm)
+
+
+def plm_language(wildcards):
+    return config["plms"][wildcards.plm]["language"]
+
+
+def corpus_split(lang, split):
+    return f"data/corpora/{lang}/{split}.txt"
+
+
+def plm_train_text(wildcards):
+    return corpus_split(plm_language(wildcards), "train")
+
+
+def aux_model_of(plm):
+    lang = config["plms"][plm]["language"]
+    pretrained = config["aux"]["pretrained"].get(lang)
+    if pretrained == "cc":
+        return f"data/fasttext/cc.{lang}.300.bin"
+    return pretrained if pretrained else f"results/aux/{lang}/{plm}/fasttext.bin"
+
+
+def model_source(wildcards):
+    spec = config["llms"].get(wildcards.model) or config["plms"].get(wildcards.model)
+    return spec["source"]
+
+
+def parent_of_train(wildcards, output):
+    return str(Path(output.train).parent)
+
+
+def parent_of_first(wildcards, output):
+    return str(Path(output[0]).parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line flags built from config
+
+
+def _json_arg(obj):
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def corpus_flags(wildcards):
+    spec = config["corpora"][wildcards.lang]
+    flags = f"--source {spec['source']} --split '{_json_arg(spec['split'])}' --seed {config['seed']}"
+    if spec.get("max_docs"):
+        flags += f" --max-docs {spec['max_docs']}"
+    if spec.get("sentences"):
+        flags += " --sentences"
+    return flags
+
+
+def parallel_flags(wildcards):
+    spec = config["corpora"][wildcards.lang]
+    return (f"--source {spec['source']} --english {spec['parallel_english']} "
+            f"--split '{_json_arg(spec['split'])}' --seed {config['seed']}")
+
+
+def standin_flags(wildcards):
+    opts = config["standin_plm"]
+    arch = config["plms"][wildcards.plm]["architecture"]
+    return f"--arch {arch} --seed {config['seed']} " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in sorted(opts.items())
+    )
+
+
+def overlap_flags(wildcards):
+    return "--fuzzy" if config["overlap"]["fuzzy"] else ""
+
+
+def aux_flags(wildcards):
+    aux = config["aux"]
+    return f"--dim {aux['dim']} --epochs {aux['epochs']} --min-count {aux['min_count']} --bucket {aux['bucket']}"
+
+
+def fit_inputs(wildcards):
+    needs = METHOD_NEEDS[wildcards.method]
+    inputs = {
+        "source": llm_dir(wildcards),
+        "overlap": f"results/overlap/{wildcards.llm}/{wildcards.plm}/overlap.parquet",
+        "tokenizer": plm_dir(wildcards),
+    }
+    if "aux" in needs:
+        inputs["aux"] = aux_model_of(wildcards.plm)
+    return inputs
+
+
+def fit_flags(wildcards, input):
+    needs = METHOD_NEEDS[wildcards.method]
+    flags = [f"--method {wildcards.method}", f"--seed {config['seed']}", f"--dtype {config['fit']['dtype']}",
+             f"--target-tokenizer {input.tokenizer}"]
+    if "plm" in needs:
+        flags.append(f"--plm {input.tokenizer}")
+    if "aux" in needs:
+        flags.append(f"--aux {input.aux}")
+        if config["aux"]["pretrained"].get(plm_language(wildcards)):
+            flags.append("--aux-lookup word")
+    for key, value in sorted((config["methods"][wildcards.method] or {}).items()):
+        flags.append(f"--option {key}={value}")
+    return " ".join(flags)
+
+
+def transplant_flags(wildcards):
+    return f"--save-dtype {config['transplant']['save_dtype']}"
+
+
+def pretrain_flags(wildcards):
+    args = config["pretrain"]
+    flags = [f"--seed {config['seed']}"]
+    for key, value in sorted(args.items()):
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)
+
+
+def eval_texts(wildcards):
+    """Text per evaluation task: the PLM's language (or the source cell's language), and English."""
+    lang = getattr(wildcards, "lang", None) or plm_language(wildcards)
+    texts = {"bpb_target": corpus_split(lang, "test")}
+    if ENGLISH:
+        texts["bpb_english"] = corpus_split(ENGLISH, "test")
+    return texts
+
+
+def eval_flags(wildcards, input):
+    ev = config["evaluate"]
+    tasks = " ".join(f"--task {name}=bpb:{input[name]}" for name in EVAL_TASKS)
+    return f"{tasks} --max-bytes {ev['max_bytes']} --seq-len {ev['seq_len']}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+
+def cells():
+    return [(llm, plm, method) for llm in LLMS for plm in PLMS for method in METHODS]
+
+
+def all_eval_jsons():
+    files = [f"results/eval/{stage}/{llm}/{plm}/{method}/{task}.json"
+             for llm, plm, method in cells() for stage in ("init", "cpt") for task in EVAL_TASKS]
+    if config["evaluate"]["source_baseline"]:
+        langs = sorted({config["plms"][p]["language"] for p in PLMS})
+        files += [f"results/eval/source/{llm}/{lang}/{task}.json"
+                  for llm in LLMS for lang in langs for task in EVAL_TASKS]
+    return files
+
+
+def all_train_logs():
+    return [f"results/cpt/{llm}/{plm}/{method}/train_log.csv" for llm, plm, method in cells()]
+
+
+def report_flags(wildcards, input):
+    grid = {
+        "plms": {p: {"language": s["language"], "architecture": s["architecture"]} for p, s in config["plms"].items()},
+        "methods": METHODS,
+        "llms": LLMS,
+    }
+    logs = " ".join(f"--train-log {p}" for p in input.logs)
+    return f"--grid '{_json_arg(grid)}' {logs}"

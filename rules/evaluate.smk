@@ -1,0 +1,38 @@
+# Evaluation of every model before (init) and after (cpt) continual pretraining, and of each
+# untouched source LLM as a reference. One job per model writes one JSON per task.
+
+
+rule evaluate:
+    input:
+        unpack(eval_texts),
+        model="results/{stage}/{llm}/{plm}/{method}/model",
+    output:
+        expand("results/eval/{{stage}}/{{llm}}/{{plm}}/{{method}}/{task}.json", task=EVAL_TASKS),
+    log:
+        "logs/eval/{stage}/{llm}/{plm}/{method}.log",
+    benchmark:
+        "benchmarks/eval/{stage}/{llm}/{plm}/{method}.tsv"
+    params:
+        flags=eval_flags,
+        out_dir=parent_of_first,
+    threads: 1
+    shell:
+        "salt-transfer evaluate --no-progress --threads {threads} --model {input.model} {params.flags} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule evaluate_source:
+    input:
+        unpack(eval_texts),
+        model=llm_dir,
+    output:
+        expand("results/eval/source/{{llm}}/{{lang}}/{task}.json", task=EVAL_TASKS),
+    log:
+        "logs/eval/source/{llm}/{lang}.log",
+    params:
+        flags=eval_flags,
+        out_dir=parent_of_first,
+    threads: 1
+    shell:
+        "salt-transfer evaluate --no-progress --threads {threads} --model {input.model} {params.flags} "
+        "--out-dir {params.out_dir} > {log} 2>&1"

@@ -1,0 +1,61 @@
+# Inputs: models and tokenizers (hub, local directory, packaged GGUF) and corpora. Local rules:
+# downloads run on the submit host (compute nodes may be offline), one hub request at a time.
+
+
+localrules:
+    fetch_model,
+    fetch_corpus,
+    fetch_parallel,
+    fetch_fasttext,
+
+
+rule fetch_model:
+    output:
+        model=directory("data/models/{model}"),
+    log:
+        "logs/fetch/models/{model}.log",
+    params:
+        spec=model_source,
+    resources:
+        hf_api=1,
+    shell:
+        "salt-transfer fetch-model --no-progress {params.spec} {output.model} > {log} 2>&1"
+
+
+rule fetch_corpus:
+    output:
+        train="data/corpora/{lang}/train.txt",
+        valid="data/corpora/{lang}/valid.txt",
+        test="data/corpora/{lang}/test.txt",
+        manifest="data/corpora/{lang}/manifest.json",
+    log:
+        "logs/fetch/corpora/{lang}.log",
+    params:
+        flags=corpus_flags,
+        out_dir=parent_of_train,
+    resources:
+        hf_api=1,
+    shell:
+        "salt-transfer fetch-corpus --no-progress {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule fetch_parallel:
+    output:
+        pairs="data/corpora/{lang}/parallel.test.tsv",
+    log:
+        "logs/fetch/corpora/{lang}.parallel.log",
+    params:
+        flags=parallel_flags,
+    shell:
+        "salt-transfer fetch-parallel --no-progress {params.flags} --out {output.pairs} > {log} 2>&1"
+
+
+rule fetch_fasttext:
+    output:
+        model="data/fasttext/cc.{lang}.300.bin",
+    log:
+        "logs/fetch/fasttext/{lang}.log",
+    resources:
+        hf_api=1,
+    shell:
+        "salt-transfer fetch-fasttext --no-progress --lang {wildcards.lang} --out {output.model} > {log} 2>&1"

@@ -1,0 +1,34 @@
+# Vocabulary overlap of each (source LLM, target PLM) pair, and the auxiliary fastText vectors.
+
+
+rule overlap:
+    input:
+        source=llm_dir,
+        target=plm_dir,
+    output:
+        table="results/overlap/{llm}/{plm}/overlap.parquet",
+        stats="results/overlap/{llm}/{plm}/stats.json",
+    log:
+        "logs/overlap/{llm}/{plm}.log",
+    params:
+        flags=overlap_flags,
+    threads: 1
+    shell:
+        "salt-transfer overlap --no-progress --threads {threads} --source-tokenizer {input.source} "
+        "--target-tokenizer {input.target} --out {output.table} --stats {output.stats} {params.flags} > {log} 2>&1"
+
+
+rule aux_fasttext:
+    input:
+        corpus=plm_train_text,
+        tokenizer=plm_dir,
+    output:
+        model="results/aux/{lang}/{plm}/fasttext.bin",
+    log:
+        "logs/aux/{lang}/{plm}.log",
+    params:
+        flags=aux_flags,
+    threads: 1
+    shell:
+        "salt-transfer aux --no-progress --corpus {input.corpus} --tokenizer {input.tokenizer} "
+        "--out {output.model} {params.flags} > {log} 2>&1"

@@ -1,0 +1,19 @@
+# The report: results.csv (one row per llm x plm x method x stage x task x metric, with hashes),
+# paper-shaped tables and plots.
+
+
+rule report:
+    input:
+        evals=all_eval_jsons(),
+        logs=all_train_logs(),
+    output:
+        csv="results/report/results.csv",
+        tables="results/report/tables.md",
+        plots=directory("results/report/plots"),
+    log:
+        "logs/report/report.log",
+    params:
+        flags=report_flags,
+        out_dir=parent_of_first,
+    shell:
+        "salt-transfer report --no-progress {params.flags} --out-dir {params.out_dir} {input.evals} > {log} 2>&1"

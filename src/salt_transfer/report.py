@@ -1,0 +1,292 @@
+"""Collect every evaluation into a tidy table, paper-shaped pivots, and plots.
+
+Usage:
+    salt-transfer report --grid grid.json --out-dir results/report results/eval/*/.../*.json
+
+Inputs are the evaluation JSONs the workflow lists explicitly; their place in the results tree says
+which cell they belong to:
+    results/eval/{stage}/{llm}/{plm}/{method}/{task}.json    stage in init, cpt
+    results/eval/source/{llm}/{lang}/{task}.json               the untouched source LLM (reference)
+and the grid file maps each PLM to its language and architecture. Outputs:
+  results.csv  one row per (llm, plm, method, stage, task, metric) with the value and the sha256 of
+               the model directory, the evaluated text and the fitted embeddings it came from;
+  tables.md    methods x PLMs per (stage, task, metric), as the paper lays its tables out;
+  plots/       training-loss curves per (llm, plm) with one line per method (the paper's
+               convergence figure) and one bar chart per (task, metric).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import InputError
+from .provenance import atomic_path, sha256_file, write_text_atomic
+
+LOG = logging.getLogger(__name__)
+
+COLUMNS = [
+    "llm",
+    "plm",
+    "language",
+    "architecture",
+    "method",
+    "stage",
+    "task",
+    "metric",
+    "value",
+    "model_sha256",
+    "text_sha256",
+    "embeddings_sha256",
+    "source_json",
+]
+
+
+def cell_of(path: Path) -> dict[str, str]:
+    """Grid coordinates from an evaluation JSON's path under results/eval/."""
+    parts = path.parts
+    try:
+        i = len(parts) - 1 - parts[::-1].index("eval")
+    except ValueError as exc:
+        raise InputError(f"{path}: not under a results/eval/ directory") from exc
+    rest = parts[i + 1 :]
+    if len(rest) == 4 and rest[0] == "source":
+        return {
+            "stage": "source",
+            "llm": rest[1],
+            "plm": "",
+            "method": "source",
+            "task": Path(rest[3]).stem,
+            "language": rest[2],
+        }
+    if len(rest) == 5:
+        return {
+            "stage": rest[0],
+            "llm": rest[1],
+            "plm": rest[2],
+            "method": rest[3],
+            "task": Path(rest[4]).stem,
+        }
+    raise InputError(f"{path}: expected results/eval/STAGE/LLM/PLM/METHOD/TASK.json")
+
+
+def _embeddings_sha(results_root: Path, cell: dict[str, str]) -> str:
+    if cell["stage"] == "source":
+        return ""
+    emb = results_root / "fit" / cell["llm"] / cell["plm"] / cell["method"] / "embeddings.safetensors"
+    return sha256_file(emb) if emb.is_file() else ""
+
+
+def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    plms = grid.get("plms", {})
+    for p in map(Path, eval_jsons):
+        if not p.is_file():
+            raise InputError(f"evaluation {p}: no such file")
+        record = json.loads(p.read_text())
+        cell = cell_of(p)
+        results_root = p.parents[len(p.parts) - 1 - p.parts[::-1].index("eval")]
+        meta = plms.get(cell["plm"], {})
+        language = cell.pop("language", meta.get("language", ""))
+        for metric, value in record["metrics"].items():
+            rows.append(
+                {
+                    **cell,
+                    "language": language,
+                    "architecture": meta.get("architecture", ""),
+                    "metric": metric,
+                    "value": value,
+                    "model_sha256": record.get("model_sha256", ""),
+                    "text_sha256": record.get("text_sha256", ""),
+                    "embeddings_sha256": _embeddings_sha(results_root, cell),
+                    "source_json": str(p),
+                }
+            )
+    if not rows:
+        raise InputError("no evaluation results to report")
+    df = pd.DataFrame(rows)[COLUMNS]
+    order = {m: i for i, m in enumerate(grid.get("methods", []))}
+    df["_m"] = df["method"].map(lambda m: order.get(m, -1 if m == "source" else len(order)))
+    df = df.sort_values(["llm", "language", "architecture", "plm", "stage", "task", "metric", "_m"]).drop(
+        columns="_m"
+    )
+    return df.reset_index(drop=True)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+
+
+def plm_language(grid: dict[str, Any], plm: str) -> str:
+    return grid.get("plms", {}).get(plm, {}).get("language", "")
+
+
+def source_value(df: pd.DataFrame, llm: str, task: str, metric: str, language: str) -> float | None:
+    """The untouched source LLM's value on the same task and language (a reference line)."""
+    hit = df[
+        (df["stage"] == "source")
+        & (df["llm"] == llm)
+        & (df["task"] == task)
+        & (df["metric"] == metric)
+        & (df["language"] == language)
+    ]
+    return float(hit["value"].iloc[0]) if len(hit) else None
+
+
+def tables_markdown(df: pd.DataFrame, grid: dict[str, Any]) -> str:
+    """One methods x PLMs table per (llm, stage, task, metric); the source LLM as a reference line."""
+    lines = [
+        "# Results",
+        "",
+        "Generated by `salt-transfer report` from results/eval/; every value traces to "
+        "results.csv (with the sha256 of its model, text and embeddings).",
+        "",
+    ]
+    cells = df[df["stage"] != "source"]
+    for (llm, task, metric), part in cells.groupby(["llm", "task", "metric"], sort=False):
+        for stage in ("init", "cpt"):
+            sub = part[part["stage"] == stage]
+            if sub.empty:
+                continue
+            pivot = sub.pivot_table(index="method", columns="plm", values="value", aggfunc="first")
+            methods = [m for m in grid.get("methods", pivot.index) if m in pivot.index]
+            pivot = pivot.loc[methods]
+            plm_cols = list(pivot.columns)
+            header = [
+                f"{p} ({grid.get('plms', {}).get(p, {}).get('language', '?')}, "
+                f"{grid.get('plms', {}).get(p, {}).get('architecture', '?')})"
+                for p in plm_cols
+            ]
+            lower_better = metric in ("bpb", "loss", "nll")
+            lines += [
+                f"## {task} · {metric} · {stage} · source {llm}"
+                + (" (lower is better)" if lower_better else ""),
+                "",
+                "| method | " + " | ".join(header) + " |",
+                "|---" * (len(plm_cols) + 1) + "|",
+            ]
+            best = pivot.min() if lower_better else pivot.max()
+            for method, row in pivot.iterrows():
+                vals = [
+                    (f"**{_fmt(v)}**" if v == best[c] else _fmt(v)) if pd.notna(v) else "-"
+                    for c, v in row.items()
+                ]
+                lines.append(f"| {method} | " + " | ".join(vals) + " |")
+            reference = [source_value(df, llm, task, metric, plm_language(grid, p)) for p in plm_cols]
+            if any(v is not None for v in reference):
+                lines.append(
+                    f"| *source {llm}, its own tokenizer* | "
+                    + " | ".join(_fmt(v) if v is not None else "-" for v in reference)
+                    + " |"
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict[str, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    methods = list(grid.get("methods", []))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+
+    def save(fig, name: str) -> None:
+        target = out_dir / name
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(target)
+
+    # Convergence: one figure per (llm, plm), one line per method.
+    curves: dict[tuple[str, str], list[tuple[str, pd.DataFrame]]] = {}
+    for log in train_logs:
+        parts = log.parts
+        llm, plm, method = parts[-4], parts[-3], parts[-2]
+        data = pd.read_csv(log)
+        if not data.empty:
+            curves.setdefault((llm, plm), []).append((method, data))
+    for (llm, plm), runs in sorted(curves.items()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for method, data in sorted(runs, key=lambda r: methods.index(r[0]) if r[0] in methods else 99):
+            x = data["tokens_seen"] if data["tokens_seen"].notna().all() else data["step"]
+            ax.plot(x, data["loss"], label=method, color=colors.get(method), linewidth=1.6)
+        meta = grid.get("plms", {}).get(plm, {})
+        ax.set_title(
+            f"Continual pretraining: {llm} with {plm} ({meta.get('language', '?')}, {meta.get('architecture', '?')})",
+            fontsize=10,
+        )
+        ax.set_xlabel("tokens seen" if data["tokens_seen"].notna().all() else "step")
+        ax.set_ylabel("training loss (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, f"loss_{llm}_{plm}.png")
+
+    # Bars: one figure per (llm, task, metric): groups = PLMs, bars = methods, init vs cpt hatched.
+    cells = df[df["stage"].isin(["init", "cpt"])]
+    for (llm, task, metric), part in cells.groupby(["llm", "task", "metric"]):
+        plms = list(dict.fromkeys(part["plm"]))
+        stages = [s for s in ("init", "cpt") if s in set(part["stage"])]
+        present = [m for m in methods if m in set(part["method"])]
+        fig, axes = plt.subplots(
+            1, len(stages), figsize=(4.5 * len(stages) + 1, 3.8), squeeze=False, sharey=True
+        )
+        width = 0.8 / max(1, len(present))
+        for ax, stage in zip(axes[0], stages):
+            for j, method in enumerate(present):
+                vals = [
+                    part[(part.plm == p) & (part.method == method) & (part.stage == stage)]["value"]
+                    for p in plms
+                ]
+                heights = [float(v.iloc[0]) if len(v) else float("nan") for v in vals]
+                ax.bar(
+                    [i + j * width for i in range(len(plms))],
+                    heights,
+                    width,
+                    label=method,
+                    color=colors.get(method),
+                )
+            for i, p in enumerate(plms):
+                ref = source_value(df, llm, task, metric, plm_language(grid, p))
+                if ref is not None:
+                    ax.hlines(
+                        ref,
+                        i - width / 2,
+                        i + 0.8 - width / 2,
+                        colors="black",
+                        linestyles="--",
+                        linewidth=1,
+                        label=f"source {llm}" if i == 0 else None,
+                    )
+            ax.set_xticks([i + 0.4 - width / 2 for i in range(len(plms))], plms, fontsize=8)
+            ax.set_title(f"{stage}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+        axes[0][0].set_ylabel(f"{task}: {metric}" + (" (lower is better)" if metric == "bpb" else ""))
+        axes[0][-1].legend(fontsize=7, loc="best")
+        fig.suptitle(f"{task} · {metric} · source {llm}", fontsize=10)
+        save(fig, f"bars_{llm}_{task}_{metric}.png")
+    return written
+
+
+def write_report(
+    eval_jsons: list[str | Path],
+    grid: dict[str, Any],
+    out_dir: str | Path,
+    train_logs: list[str | Path] = (),
+    plots: bool = True,
+) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    df = collect(eval_jsons, grid)
+    with atomic_path(out_dir / "results.csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    write_text_atomic(out_dir / "tables.md", tables_markdown(df, grid))
+    if plots:
+        plot_all(df, [Path(p) for p in train_logs], out_dir / "plots", grid)
+    return df
