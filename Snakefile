@@ -41,8 +41,8 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/report/results.csv",
         "results/report/tables.md",
         "results/report/plots",
-    default_target: True

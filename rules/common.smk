@@ -7,7 +7,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../config/schema.yaml")
 
 LLMS = list(config["llms"])
@@ -35,20 +34,27 @@ def _config_errors():
     errors = []
     for plm, spec in config["plms"].items():
         if spec["language"] not in config["corpora"]:
-            errors.append(f"plms.{plm}.language {spec['language']!r} is not a key of corpora")
+            errors.append(
+                f"plms.{plm}.language {spec['language']!r} is not a key of corpora"
+            )
     if ENGLISH and ENGLISH not in config["corpora"]:
         errors.append(f"english_corpus {ENGLISH!r} is not a key of corpora")
     overlap = set(LLMS) & set(HUB_PLMS)
     if overlap:
-        errors.append(f"names {sorted(overlap)} are both an llm and a plm; model names must be unique")
+        errors.append(
+            f"names {sorted(overlap)} are both an llm and a plm; model names must be unique"
+        )
     for name in LLMS + PLMS + list(config["corpora"]):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            errors.append(f"name {name!r}: use letters, digits, '.', '_' or '-' (it becomes a path component)")
+            errors.append(
+                f"name {name!r}: use letters, digits, '.', '_' or '-' (it becomes a path component)"
+            )
     return errors
 
 
 if _config_errors():
-    raise ValueError("invalid config:\n  " + "\n  ".join(_config_errors()))
+    _details = "\n  ".join(_config_errors())
+    raise ValueError(f"invalid config:\n  {_details}")
 
 
 def _alternatives(names):
@@ -135,16 +141,17 @@ def corpus_flags(wildcards):
 
 def parallel_flags(wildcards):
     spec = config["corpora"][wildcards.lang]
-    return (f"--source {spec['source']} --english {spec['parallel_english']} "
-            f"--split '{_json_arg(spec['split'])}' --seed {config['seed']}")
+    return (
+        f"--source {spec['source']} --english {spec['parallel_english']} "
+        f"--split '{_json_arg(spec['split'])}' --seed {config['seed']}"
+    )
 
 
 def standin_flags(wildcards):
     opts = config["standin_plm"]
     arch = config["plms"][wildcards.plm]["architecture"]
-    return f"--arch {arch} --seed {config['seed']} " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in sorted(opts.items())
-    )
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(opts.items()))
+    return f"--arch {arch} --seed {config['seed']} {options}"
 
 
 def overlap_flags(wildcards):
@@ -170,8 +177,12 @@ def fit_inputs(wildcards):
 
 def fit_flags(wildcards, input):
     needs = METHOD_NEEDS[wildcards.method]
-    flags = [f"--method {wildcards.method}", f"--seed {config['seed']}", f"--dtype {config['fit']['dtype']}",
-             f"--target-tokenizer {input.tokenizer}"]
+    flags = [
+        f"--method {wildcards.method}",
+        f"--seed {config['seed']}",
+        f"--dtype {config['fit']['dtype']}",
+        f"--target-tokenizer {input.tokenizer}",
+    ]
     if "plm" in needs:
         flags.append(f"--plm {input.tokenizer}")
     if "aux" in needs:
@@ -191,11 +202,11 @@ def pretrain_flags(wildcards):
     args = config["pretrain"]
     flags = [f"--seed {config['seed']}"]
     for key, value in sorted(args.items()):
-        flag = "--" + key.replace("_", "-")
+        name = key.replace("_", "-")
         if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + flag[2:])
+            flags.append(f"--{name}" if value else f"--no-{name}")
         else:
-            flags.append(f"{flag} {value}")
+            flags.append(f"--{name} {value}")
     return " ".join(flags)
 
 
@@ -223,22 +234,36 @@ def cells():
 
 
 def all_eval_jsons():
-    files = [f"results/eval/{stage}/{llm}/{plm}/{method}/{task}.json"
-             for llm, plm, method in cells() for stage in ("init", "cpt") for task in EVAL_TASKS]
+    files = [
+        f"results/eval/{stage}/{llm}/{plm}/{method}/{task}.json"
+        for llm, plm, method in cells()
+        for stage in ("init", "cpt")
+        for task in EVAL_TASKS
+    ]
     if config["evaluate"]["source_baseline"]:
         langs = sorted({config["plms"][p]["language"] for p in PLMS})
-        files += [f"results/eval/source/{llm}/{lang}/{task}.json"
-                  for llm in LLMS for lang in langs for task in EVAL_TASKS]
+        files += [
+            f"results/eval/source/{llm}/{lang}/{task}.json"
+            for llm in LLMS
+            for lang in langs
+            for task in EVAL_TASKS
+        ]
     return files
 
 
 def all_train_logs():
-    return [f"results/cpt/{llm}/{plm}/{method}/train_log.csv" for llm, plm, method in cells()]
+    return [
+        f"results/cpt/{llm}/{plm}/{method}/train_log.csv"
+        for llm, plm, method in cells()
+    ]
 
 
 def report_flags(wildcards, input):
     grid = {
-        "plms": {p: {"language": s["language"], "architecture": s["architecture"]} for p, s in config["plms"].items()},
+        "plms": {
+            p: {"language": s["language"], "architecture": s["architecture"]}
+            for p, s in config["plms"].items()
+        },
         "methods": METHODS,
         "llms": LLMS,
     }

@@ -7,15 +7,20 @@ rule evaluate:
         unpack(eval_texts),
         model="results/{stage}/{llm}/{plm}/{method}/model",
     output:
-        expand("results/eval/{{stage}}/{{llm}}/{{plm}}/{{method}}/{task}.json", task=EVAL_TASKS),
+        expand(
+            "results/eval/{{stage}}/{{llm}}/{{plm}}/{{method}}/{task}.json",
+            task=EVAL_TASKS,
+        ),
     log:
         "logs/eval/{stage}/{llm}/{plm}/{method}.log",
     benchmark:
         "benchmarks/eval/{stage}/{llm}/{plm}/{method}.tsv"
+    conda:
+        "../envs/salt-transfer.yaml"
+    threads: 1
     params:
         flags=eval_flags,
         out_dir=parent_of_first,
-    threads: 1
     shell:
         "salt-transfer evaluate --no-progress --threads {threads} --model {input.model} {params.flags} "
         "--out-dir {params.out_dir} > {log} 2>&1"
@@ -29,10 +34,12 @@ rule evaluate_source:
         expand("results/eval/source/{{llm}}/{{lang}}/{task}.json", task=EVAL_TASKS),
     log:
         "logs/eval/source/{llm}/{lang}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    threads: 1
     params:
         flags=eval_flags,
         out_dir=parent_of_first,
-    threads: 1
     shell:
         "salt-transfer evaluate --no-progress --threads {threads} --model {input.model} {params.flags} "
         "--out-dir {params.out_dir} > {log} 2>&1"

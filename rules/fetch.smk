@@ -14,10 +14,12 @@ rule fetch_model:
         model=directory("data/models/{model}"),
     log:
         "logs/fetch/models/{model}.log",
-    params:
-        spec=model_source,
+    conda:
+        "../envs/salt-transfer.yaml"
     resources:
         hf_api=1,
+    params:
+        spec=model_source,
     shell:
         "salt-transfer fetch-model --no-progress {params.spec} {output.model} > {log} 2>&1"
 
@@ -30,11 +32,13 @@ rule fetch_corpus:
         manifest="data/corpora/{lang}/manifest.json",
     log:
         "logs/fetch/corpora/{lang}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    resources:
+        hf_api=1,
     params:
         flags=corpus_flags,
         out_dir=parent_of_train,
-    resources:
-        hf_api=1,
     shell:
         "salt-transfer fetch-corpus --no-progress {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -44,6 +48,8 @@ rule fetch_parallel:
         pairs="data/corpora/{lang}/parallel.test.tsv",
     log:
         "logs/fetch/corpora/{lang}.parallel.log",
+    conda:
+        "../envs/salt-transfer.yaml"
     params:
         flags=parallel_flags,
     shell:
@@ -55,6 +61,8 @@ rule fetch_fasttext:
         model="data/fasttext/cc.{lang}.300.bin",
     log:
         "logs/fetch/fasttext/{lang}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
     resources:
         hf_api=1,
     shell:

@@ -11,11 +11,13 @@ rule fit:
         "logs/fit/{llm}/{plm}/{method}.log",
     benchmark:
         "benchmarks/fit/{llm}/{plm}/{method}.tsv"
-    params:
-        flags=fit_flags,
+    conda:
+        "../envs/salt-transfer.yaml"
     threads: 1
     resources:
         gpu=1,
+    params:
+        flags=fit_flags,
     shell:
         "salt-transfer fit --no-progress --threads {threads} --source-model {input.source} "
         "--overlap {input.overlap} {params.flags} --out {output.embeddings} --report {output.report} > {log} 2>&1"
@@ -30,9 +32,11 @@ rule transplant:
         model=directory("results/init/{llm}/{plm}/{method}/model"),
     log:
         "logs/transplant/{llm}/{plm}/{method}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    threads: 1
     params:
         flags=transplant_flags,
-    threads: 1
     shell:
         "salt-transfer transplant --no-progress --threads {threads} --source-model {input.source} "
         "--target-tokenizer {input.tokenizer} --embeddings {input.embeddings} {params.flags} "

@@ -10,9 +10,11 @@ rule overlap:
         stats="results/overlap/{llm}/{plm}/stats.json",
     log:
         "logs/overlap/{llm}/{plm}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    threads: 1
     params:
         flags=overlap_flags,
-    threads: 1
     shell:
         "salt-transfer overlap --no-progress --threads {threads} --source-tokenizer {input.source} "
         "--target-tokenizer {input.target} --out {output.table} --stats {output.stats} {params.flags} > {log} 2>&1"
@@ -26,9 +28,11 @@ rule aux_fasttext:
         model="results/aux/{lang}/{plm}/fasttext.bin",
     log:
         "logs/aux/{lang}/{plm}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    threads: 1
     params:
         flags=aux_flags,
-    threads: 1
     shell:
         "salt-transfer aux --no-progress --corpus {input.corpus} --tokenizer {input.tokenizer} "
         "--out {output.model} {params.flags} > {log} 2>&1"

@@ -13,9 +13,11 @@ rule train_standin_plm:
         "benchmarks/plm/{plm}.tsv"
     wildcard_constraints:
         plm=_alternatives(STANDIN_PLMS),
+    conda:
+        "../envs/salt-transfer.yaml"
+    threads: 1
     params:
         flags=standin_flags,
-    threads: 1
     shell:
         "salt-transfer train-plm --no-progress --threads {threads} {params.flags} --corpus {input.corpus} "
         "--out {output.model} > {log} 2>&1"

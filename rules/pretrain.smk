@@ -13,12 +13,14 @@ rule pretrain:
         "logs/cpt/{llm}/{plm}/{method}.log",
     benchmark:
         "benchmarks/cpt/{llm}/{plm}/{method}.tsv"
-    params:
-        flags=pretrain_flags,
-        scratch="scratch/cpt/{llm}/{plm}/{method}",
+    conda:
+        "../envs/salt-transfer.yaml"
     threads: 1
     resources:
         gpu=1,
+    params:
+        flags=pretrain_flags,
+        scratch="scratch/cpt/{llm}/{plm}/{method}",
     shell:
         "salt-transfer train --no-progress --threads {threads} --model {input.model} --train-file {input.train} "
         "--scratch-dir {params.scratch} {params.flags} --output-dir {output.model} --log-csv {output.log_csv} "

@@ -12,6 +12,8 @@ rule report:
         plots=directory("results/report/plots"),
     log:
         "logs/report/report.log",
+    conda:
+        "../envs/salt-transfer.yaml"
     params:
         flags=report_flags,
         out_dir=parent_of_first,

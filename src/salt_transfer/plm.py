@@ -266,7 +266,7 @@ def train_standin_plm(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         steps.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     record = {
         "arch": arch,

@@ -89,7 +89,7 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
             raise InputError(f"evaluation {p}: no such file")
         record = json.loads(p.read_text())
         cell = cell_of(p)
-        results_root = p.parents[len(p.parts) - 1 - p.parts[::-1].index("eval")]
+        results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
         meta = plms.get(cell["plm"], {})
         language = cell.pop("language", meta.get("language", ""))
         for metric, value in record["metrics"].items():

@@ -252,7 +252,7 @@ def _training_arguments(args: TrainArguments, use_cpu: bool, bf16: bool, progres
         data_seed=args.seed,
         use_cpu=use_cpu,
         bf16=bf16,
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,
         include_num_input_tokens_seen="all",
         report_to="none",
         remove_unused_columns=False,

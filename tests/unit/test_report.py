@@ -1,0 +1,96 @@
+"""The report: tidy rows with hashes, paper-shaped tables, plots."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from salt_transfer.errors import InputError
+from salt_transfer.report import cell_of, write_report
+
+GRID = {
+    "plms": {
+        "es-bert": {"language": "es", "architecture": "encoder"},
+        "es-gpt2": {"language": "es", "architecture": "decoder"},
+    },
+    "methods": ["salt", "focus"],
+    "llms": ["llm"],
+}
+
+
+def fake_results(root):
+    evals = []
+    value = 1.0
+    for stage in ("init", "cpt"):
+        for plm in GRID["plms"]:
+            for method in GRID["methods"]:
+                for task in ("bpb_target", "bpb_english"):
+                    path = root / "eval" / stage / "llm" / plm / method / f"{task}.json"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    value += 0.1
+                    path.write_text(
+                        json.dumps(
+                            {
+                                "metrics": {"bpb": value},
+                                "model_sha256": f"m-{stage}-{plm}-{method}",
+                                "text_sha256": f"t-{task}",
+                            }
+                        )
+                    )
+                    evals.append(path)
+                fit = root / "fit" / "llm" / plm / method / "embeddings.safetensors"
+                fit.parent.mkdir(parents=True, exist_ok=True)
+                fit.write_bytes(f"{plm}{method}".encode())
+    for task in ("bpb_target", "bpb_english"):
+        path = root / "eval" / "source" / "llm" / "es" / f"{task}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps({"metrics": {"bpb": 9.0}, "model_sha256": "m-source", "text_sha256": f"t-{task}"})
+        )
+        evals.append(path)
+    logs = []
+    for plm in GRID["plms"]:
+        for method in GRID["methods"]:
+            log = root / "cpt" / "llm" / plm / method / "train_log.csv"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("step,tokens_seen,loss,lr,tokens_per_s\n1,64,5.0,0.001,\n2,128,4.0,0.001,10.0\n")
+            logs.append(log)
+    return evals, logs
+
+
+def test_cell_of_paths(tmp_path):
+    assert cell_of(tmp_path / "results/eval/cpt/llm/es-bert/salt/bpb_target.json") == {
+        "stage": "cpt",
+        "llm": "llm",
+        "plm": "es-bert",
+        "method": "salt",
+        "task": "bpb_target",
+    }
+    assert cell_of(tmp_path / "results/eval/source/llm/es/bpb_target.json")["language"] == "es"
+    with pytest.raises(InputError):
+        cell_of(tmp_path / "results/eval/too/short.json")
+
+
+def test_report_rows_tables_and_plots(tmp_path):
+    evals, logs = fake_results(tmp_path / "results")
+    df = write_report(evals, GRID, tmp_path / "results" / "report", train_logs=logs)
+    csv = pd.read_csv(tmp_path / "results" / "report" / "results.csv", keep_default_na=False)
+    assert len(csv) == len(df) == 2 * 2 * 2 * 2 + 2  # stages x plms x methods x tasks, + source
+    row = csv[
+        (csv.stage == "cpt") & (csv.plm == "es-gpt2") & (csv.method == "focus") & (csv.task == "bpb_target")
+    ]
+    assert row["model_sha256"].iloc[0] == "m-cpt-es-gpt2-focus" and row["architecture"].iloc[0] == "decoder"
+    assert len(row["embeddings_sha256"].iloc[0]) == 64 and row["language"].iloc[0] == "es"
+    tables = (tmp_path / "results" / "report" / "tables.md").read_text()
+    assert "## bpb_target · bpb · cpt · source llm (lower is better)" in tables
+    assert "| salt |" in tables and "*source llm, its own tokenizer*" in tables and "9.0000" in tables
+    plots = sorted(p.name for p in (tmp_path / "results" / "report" / "plots").iterdir())
+    assert "loss_llm_es-bert.png" in plots and "bars_llm_bpb_target_bpb.png" in plots
+    assert all((tmp_path / "results" / "report" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
+
+
+def test_report_rejects_missing_inputs(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        write_report([tmp_path / "results/eval/cpt/a/b/c/d.json"], GRID, tmp_path / "out")
