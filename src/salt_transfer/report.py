@@ -187,6 +187,18 @@ def tables_markdown(df: pd.DataFrame, grid: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _log_scale_if_wide(ax, values) -> None:
+    """Log y axis when one value is 5x another: one diverged method must not flatten the others."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    positive = [float(v) for v in values if v == v and float(v) > 0]
+    if positive and max(positive) / min(positive) > 5:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ScalarFormatter())  # 2, 5, 10, 20 rather than 2x10^0
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict[str, Any]) -> list[Path]:
     import matplotlib
 
@@ -225,6 +237,7 @@ def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict
         )
         ax.set_xlabel("tokens seen" if data["tokens_seen"].notna().all() else "step")
         ax.set_ylabel("training loss (nats/token)")
+        _log_scale_if_wide(ax, [v for _, d in runs for v in d["loss"]])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         save(fig, f"loss_{llm}_{plm}.png")
@@ -268,6 +281,7 @@ def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict
             ax.set_xticks([i + 0.4 - width / 2 for i in range(len(plms))], plms, fontsize=8)
             ax.set_title(f"{stage}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
+        _log_scale_if_wide(axes[0][0], list(part["value"]))
         axes[0][0].set_ylabel(f"{task}: {metric}" + (" (lower is better)" if metric == "bpb" else ""))
         axes[0][-1].legend(fontsize=7, loc="best")
         fig.suptitle(f"{task} · {metric} · source {llm}", fontsize=10)

@@ -325,6 +325,11 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     if problem.source_out is not None:
         rows_out = LinearRows(coeffs, problem.source_out.shared[cand].to(dev))
     c_abs = coeffs.values.abs()
+    # Sum of each token's coefficients: FOCUS's weights sum to 1, SALT's are unconstrained. A sum far
+    # from 1 scales the component all LLM rows share (their mean), which moves every logit of that
+    # token; the distribution is the first thing to look at when SALT rows behave badly.
+    row_of = torch.repeat_interleave(torch.arange(coeffs.n_rows), coeffs.sizes())
+    sums = torch.zeros(coeffs.n_rows, dtype=torch.float64).index_add_(0, row_of, coeffs.values.double())
     info = {
         "n_candidates": len(cand),
         **support_info(coeffs),
@@ -336,6 +341,16 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
         "coefficients": {
             "mean_abs": float(c_abs.mean()) if len(c_abs) else None,
             "max_abs": float(c_abs.max()) if len(c_abs) else None,
+            "row_sum_quantiles": dict(
+                zip(
+                    ("p01", "p10", "p50", "p90", "p99"),
+                    torch.quantile(
+                        sums, torch.tensor([0.01, 0.1, 0.5, 0.9, 0.99], dtype=torch.float64)
+                    ).tolist(),
+                )
+            )
+            if len(sums)
+            else None,
         },
     }
     clock = time.perf_counter()

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The offline demo end to end (config/demo.yaml): SmolLM2-135M -> Spanish, three stand-in PLMs
+# (encoder, decoder, encoder-decoder), six methods, short continual pretraining, evaluation, report.
+# Sets itself up first. Extra arguments go to snakemake (e.g. -n for a dry run, --cores 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+snakemake "$@"
+echo "demo: report in results/report/ (results.csv, tables.md, plots/)"
