@@ -79,6 +79,13 @@ def _aux_lookup(aux_path: Path, explicit: str | None) -> str:
     return "word"
 
 
+def _norm_summary(norms: torch.Tensor) -> dict[str, float] | None:
+    if len(norms) == 0:
+        return None
+    q = torch.quantile(norms, torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64)).tolist()
+    return {"mean": float(norms.mean()), "p50": q[0], "p90": q[1], "p99": q[2], "max": float(norms.max())}
+
+
 def _check_finite(rows: torch.Tensor, label: str) -> None:
     if bool(torch.isfinite(rows.sum(dim=1)).all()):  # cheap: any NaN/Inf makes its row sum non-finite
         return
@@ -198,8 +205,8 @@ def fit_embeddings(
         write_safetensors(tmp, tensors, header)
     timings["total_s"] = time.perf_counter() - t0
 
-    norms_new = torch.linalg.vector_norm(result.input[problem.new_ids], dim=1)
-    norms_shared = torch.linalg.vector_norm(source_in.shared, dim=1)
+    norms = torch.linalg.vector_norm(result.input, dim=1).double()
+    norms_new, norms_shared = norms[problem.new_ids], norms[shared_target]
     record = {
         "method": method,
         "reference": spec.reference,
@@ -215,10 +222,8 @@ def fit_embeddings(
         "aux_lookup": None if aux_vectors is None else aux_vectors.lookup,
         "rare_examples": rare_examples,
         **result.info,
-        "row_norms": {
-            "new_mean": float(norms_new.double().mean()) if len(norms_new) else None,
-            "shared_mean": float(norms_shared.double().mean()) if len(norms_shared) else None,
-        },
+        # Fitted rows far longer than the source's dominate every softmax they enter (tied heads).
+        "row_norms": {"new": _norm_summary(norms_new), "shared": _norm_summary(norms_shared)},
         "seed": seed,
         "device": str(dev),
         "dtype": dtype,

@@ -202,3 +202,21 @@ def test_same_seed_same_rows_other_seed_other_random_rows(name):
     a = run(name, make_problem(seed=11)[0]).input
     b = run(name, make_problem(seed=11)[0]).input
     assert torch.equal(a, b)
+
+
+def test_centred_salt_keeps_the_shared_component():
+    """With `center`, every fitted row is mean_L + c (B - mean_L): subtracting the LLM mean gives
+    exactly the plain SALT combination of centred rows, whatever the coefficients sum to."""
+    problem, source, rare_ids = make_problem(seed=21)
+    centred = run("salt", problem, center=True)
+    plain = run("salt", problem)
+    fitted = torch.ones(problem.n_target, dtype=torch.bool)
+    fitted[problem.shared_target] = False
+    fitted[rare_ids] = False
+    assert not torch.allclose(centred.input[fitted], plain.input[fitted])
+    # Shift all source rows by a constant: centred SALT rows shift by exactly that constant.
+    shift = torch.full((16,), 3.0)
+    moved = make_problem(seed=21)[0]
+    moved.source_in = type(moved.source_in)(RowMatrix.from_tensor(source + shift, "source"), moved.shared_source)
+    shifted = run("salt", moved, center=True)
+    torch.testing.assert_close(shifted.input[fitted], centred.input[fitted] + shift, rtol=1e-4, atol=1e-4)

@@ -179,6 +179,8 @@ class TransferProblem:
                 out[self.shared_target] = source.shared.to(self.dtype)
             if isinstance(rows, LinearRows):
                 rows.weights.matmul(rows.dense, dtype=self.dtype, out=out, out_rows=fitted_ids)
+                if rows.offset is not None:
+                    out[fitted_ids] += rows.offset.to(self.dtype)
             else:
                 out[fitted_ids] = rows.to(device="cpu", dtype=self.dtype)
             out[random_ids] = self.normal_rows(n_random, source, stream)
@@ -200,10 +202,11 @@ class TransferProblem:
 
 @dataclass
 class LinearRows:
-    """Rows given as a sparse combination of dense rows, weights @ dense, computed when placed."""
+    """Rows given as a sparse combination of dense rows, weights @ dense (+ offset), computed when placed."""
 
     weights: SparseRows
     dense: torch.Tensor
+    offset: torch.Tensor | None = None  # [hs] added to every row (e.g. a mean removed before fitting)
 
 
 Rows = torch.Tensor | LinearRows

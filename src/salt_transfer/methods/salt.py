@@ -22,6 +22,10 @@ supports, or k > ht with rank < ht) are solved by eigendecomposition with the pi
 sorted by k and solved in padded batches; c is stored sparsely and applied to the LLM rows (and to
 an untied LM head) with one CSR product.
 
+Option `center` (ours, off by default): fit on mean-centred PLM and LLM rows and add the LLM mean
+back, so a token whose coefficients do not sum to 1 keeps the component every LLM row shares (which
+otherwise scales all of that token's logits; `fit.json` reports the distribution of the sums).
+
 Departures and guesses (paper-notes §1.3-1.6): the sparsemax weights only select the support (the
 regression is unweighted, as the text describes); the pinv cut-off is torch's default (the paper
 gives none); untied LM heads reuse the same coefficients c on the head's rows (the paper's models
@@ -57,6 +61,9 @@ _GRAM_BYTES = 1024**3
 class SaltOptions:
     k_init: int = 128  # initial top-K window for exact sparsemax (grown per row when too small)
     chunk_mb: int = 32  # similarity chunk size in MiB
+    # Not the paper (default off): fit on mean-centred rows, row = mean_L + c (B - mean_L) with
+    # c = (e - mean_P) pinv(A - mean_P), so the component all LLM rows share is kept whatever c sums to.
+    center: bool = False
 
 
 @dataclass
@@ -312,18 +319,28 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     )
     phases = {"neighbours_s": time.perf_counter() - clock}
     clock = time.perf_counter()
+    plm_new, plm_cand = plm[scored], plm[problem.shared_target[cand]]
+    if opts.center:
+        plm_mean = plm.double().mean(0).to(plm.dtype)
+        plm_new, plm_cand = plm_new - plm_mean, plm_cand - plm_mean
     coeffs, stats = min_norm_coefficients(
         support,
-        plm[scored].to(dev),
-        plm[problem.shared_target[cand]].to(dev),
+        plm_new.to(dev),
+        plm_cand.to(dev),
         rtol_dtype=plm.dtype,
         progress="least squares" if problem.progress else None,
     )
     phases["least_squares_s"] = time.perf_counter() - clock
-    rows_in = LinearRows(coeffs, problem.source_in.shared[cand].to(dev))
-    rows_out = None
-    if problem.source_out is not None:
-        rows_out = LinearRows(coeffs, problem.source_out.shared[cand].to(dev))
+
+    def rows_of(source):
+        rows = source.shared[cand].to(dev)
+        if not opts.center:
+            return LinearRows(coeffs, rows)
+        mean = source.mean.to(device=dev, dtype=rows.dtype)
+        return LinearRows(coeffs, rows - mean, offset=mean)
+
+    rows_in = rows_of(problem.source_in)
+    rows_out = rows_of(problem.source_out) if problem.source_out is not None else None
     c_abs = coeffs.values.abs()
     # Sum of each token's coefficients: FOCUS's weights sum to 1, SALT's are unconstrained. A sum far
     # from 1 scales the component all LLM rows share (their mean), which moves every logit of that
