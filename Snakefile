@@ -18,6 +18,8 @@
 #   results/report/{results.csv,tables.md,plots/}
 
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -27,7 +29,7 @@ min_version("9.0")
 # otherwise merge the two, and a paper run would carry the demo's models along).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/demo.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "demo.yaml")
 
 
 include: "rules/common.smk"
