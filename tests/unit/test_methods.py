@@ -217,6 +217,8 @@ def test_centred_salt_keeps_the_shared_component():
     # Shift all source rows by a constant: centred SALT rows shift by exactly that constant.
     shift = torch.full((16,), 3.0)
     moved = make_problem(seed=21)[0]
-    moved.source_in = type(moved.source_in)(RowMatrix.from_tensor(source + shift, "source"), moved.shared_source)
+    moved.source_in = type(moved.source_in)(
+        RowMatrix.from_tensor(source + shift, "source"), moved.shared_source
+    )
     shifted = run("salt", moved, center=True)
     torch.testing.assert_close(shifted.input[fitted], centred.input[fitted] + shift, rtol=1e-4, atol=1e-4)
