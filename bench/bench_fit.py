@@ -98,26 +98,11 @@ def target_plm(vocab: int, text: Path) -> Path:
     if (out / "model.safetensors").exists():
         return out
     from safetensors.torch import save_file
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import GPT2Config, PreTrainedTokenizerFast
+    from transformers import GPT2Config
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    lines = text.read_text(encoding="utf-8").splitlines()
-    tok.train_from_iterator(
-        lines,
-        trainers.BpeTrainer(
-            vocab_size=vocab,
-            special_tokens=["<|endoftext|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
-    )
+    from salt_transfer.plm import train_tokenizer
+
+    fast = train_tokenizer("decoder", text.read_text(encoding="utf-8").splitlines(), vocab)
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out)
     cfg = GPT2Config(

@@ -36,23 +36,11 @@ def en_lines() -> list[str]:
 # Tokenizer builders (each returns a transformers fast tokenizer)
 
 
-def byte_bpe(texts, vocab_size=700, specials=("<|endoftext|>",), bos="<|endoftext|>", eos="<|endoftext|>"):
-    """GPT-2 style byte-level BPE."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def byte_bpe(texts, vocab_size=700):
+    """GPT-2 style byte-level BPE (the library's decoder stand-in tokenizer)."""
+    from salt_transfer.plm import train_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, unk_token=specials[0])
+    return train_tokenizer("decoder", texts, vocab_size)
 
 
 def wordpiece(texts, vocab_size=600):

@@ -83,18 +83,8 @@ def cmd_aux(args) -> None:
     from .provenance import write_meta
     from .tokens import load_tokenizer
 
-    options = FastTextOptions(
-        dim=args.dim,
-        epochs=args.epochs,
-        min_count=args.min_count,
-        model=args.model,
-        neg=args.neg,
-        minn=args.minn,
-        maxn=args.maxn,
-        bucket=args.bucket,
-        # One fastText thread unless --threads says otherwise: more threads are not reproducible.
-        threads=args.threads or 1,
-    )
+    # One fastText thread unless --threads says otherwise: more threads are not reproducible.
+    options = _fields_from_args(FastTextOptions, args, threads=args.threads or 1)
     stats = train_token_fasttext(args.corpus, load_tokenizer(args.tokenizer), args.out, options)
     write_meta(
         args.out,
@@ -180,6 +170,14 @@ def cmd_methods(args) -> None:
         print()
 
 
+def _fields_from_args(cls, args, **overrides):
+    """A dataclass built from the parsed arguments of the same names (plus explicit overrides)."""
+    import dataclasses
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **overrides})
+
+
 def _progress(args) -> bool:
     return not (args.quiet or args.no_progress)
 
@@ -225,17 +223,7 @@ def cmd_fetch_parallel(args) -> None:
 def cmd_train_plm(args) -> None:
     from .plm import PlmOptions, train_standin_plm
 
-    opts = PlmOptions(
-        vocab_size=args.vocab_size,
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=args.heads,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seq_len=args.seq_len,
-        lr=args.lr,
-        seed=args.seed,
-    )
+    opts = _fields_from_args(PlmOptions, args)
     record = train_standin_plm(args.arch, args.corpus, args.out, opts, progress=_progress(args))
     LOG.info(
         "%s stand-in: loss %.3f -> %.3f in %.0f s",
