@@ -15,6 +15,8 @@
 #   results/cpt/{llm}/{plm}/{method}/model/              after continual pretraining (+ train_log.csv)
 #   results/eval/{init,cpt}/{llm}/{plm}/{method}/{task}.json
 #   results/eval/source/{llm}/{lang}/{task}.json         the untouched source LLM, for reference
+#   results/tasks/{lang}/                                  the demo's lm-eval tasks (YAML + JSONL)
+#   results/analysis/{init,cpt}/{llm}/{plm}/{method}.json  word/sentence retrieval, CKA per layer
 #   results/report/{results.csv,tables.md,plots/}
 
 
@@ -39,6 +41,7 @@ include: "rules/overlap.smk"
 include: "rules/fit.smk"
 include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
+include: "rules/analysis.smk"
 include: "rules/report.smk"
 
 

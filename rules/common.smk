@@ -15,7 +15,19 @@ METHODS = list(config["methods"])
 STANDIN_PLMS = [p for p in PLMS if config["plms"][p]["source"] == "standin"]
 HUB_PLMS = [p for p in PLMS if p not in STANDIN_PLMS]
 ENGLISH = config.get("english_corpus")
-EVAL_TASKS = ["bpb_target"] + (["bpb_english"] if ENGLISH else [])
+DEMO_TASKS = (
+    ["continuation", "xling_en2tgt", "xling_tgt2en"]
+    if config["evaluate"]["demo_tasks"]
+    else []
+)
+EVAL_TASKS = [
+    "bpb_target",
+    *(["bpb_english"] if ENGLISH else []),
+    *DEMO_TASKS,
+    *config["evaluate"]["lm_eval_tasks"],
+]
+ANALYSIS = config["analysis"]["enabled"]
+PLM_LANGS = sorted({spec["language"] for spec in config["plms"].values()})
 
 # What each method reads besides the source LLM (kept in step with the registry by a unit test).
 METHOD_NEEDS = {
@@ -39,6 +51,21 @@ def _config_errors():
             )
     if ENGLISH and ENGLISH not in config["corpora"]:
         errors.append(f"english_corpus {ENGLISH!r} is not a key of corpora")
+    for lang in [code for code in PLM_LANGS if code in config["corpora"]]:
+        corpus = config["corpora"][lang]
+        if (DEMO_TASKS or ANALYSIS) and not corpus.get("parallel_english"):
+            errors.append(
+                f"corpora.{lang}.parallel_english is needed by evaluate.demo_tasks / analysis"
+            )
+        if ANALYSIS and not corpus.get("lexicon"):
+            errors.append(f"corpora.{lang}.lexicon is needed by analysis.enabled")
+        if corpus.get("lexicon") == "strongs" and not (
+            corpus["source"].startswith("sword:")
+            and (corpus.get("parallel_english") or "").startswith("sword:")
+        ):
+            errors.append(
+                f"corpora.{lang}.lexicon strongs needs sword: source and parallel_english"
+            )
     overlap = set(LLMS) & set(HUB_PLMS)
     if overlap:
         errors.append(
@@ -210,19 +237,106 @@ def pretrain_flags(wildcards):
     return " ".join(flags)
 
 
-def eval_texts(wildcards):
-    """Text per evaluation task: the PLM's language (or the source cell's language), and English."""
-    lang = getattr(wildcards, "lang", None) or plm_language(wildcards)
-    texts = {"bpb_target": corpus_split(lang, "test")}
+def _eval_lang(wildcards):
+    return getattr(wildcards, "lang", None) or plm_language(wildcards)
+
+
+DEMO_TASK_NAMES = {
+    "continuation": "salt_continuation_{lang}",
+    "xling_en2tgt": "salt_xling_en2{lang}",
+    "xling_tgt2en": "salt_xling_{lang}2en",
+}
+
+
+def demo_task_files(lang):
+    return [
+        f"results/tasks/{lang}/{name.format(lang=lang)}.yaml"
+        for name in DEMO_TASK_NAMES.values()
+    ]
+
+
+def eval_inputs(wildcards):
+    """Texts of the bits-per-byte tasks and, with demo tasks, their lm-eval YAML."""
+    lang = _eval_lang(wildcards)
+    inputs = {"bpb_target": corpus_split(lang, "test")}
     if ENGLISH:
-        texts["bpb_english"] = corpus_split(ENGLISH, "test")
-    return texts
+        inputs["bpb_english"] = corpus_split(ENGLISH, "test")
+    if DEMO_TASKS:
+        inputs["demo_tasks"] = demo_task_files(lang)
+    return inputs
 
 
 def eval_flags(wildcards, input):
     ev = config["evaluate"]
-    tasks = " ".join(f"--task {name}=bpb:{input[name]}" for name in EVAL_TASKS)
-    return f"{tasks} --max-bytes {ev['max_bytes']} --seq-len {ev['seq_len']}"
+    lang = _eval_lang(wildcards)
+    flags = [
+        f"--task {name}=bpb:{input[name]}"
+        for name in ("bpb_target", "bpb_english")
+        if name in EVAL_TASKS
+    ]
+    harness = {**{k: DEMO_TASK_NAMES[k] for k in DEMO_TASKS}, **ev["lm_eval_tasks"]}
+    flags += [
+        f"--task {name}=lm-eval:{task.format(lang=lang)}"
+        for name, task in harness.items()
+    ]
+    if DEMO_TASKS:
+        flags.append(f"--include-path results/tasks/{lang}")
+    flags += [
+        f"--max-bytes {ev['max_bytes']}",
+        f"--seq-len {ev['seq_len']}",
+        f"--batch-size {ev['batch_size']}",
+        f"--seed {config['seed']}",
+    ]
+    if ev["lm_eval_limit"]:
+        flags.append(f"--lm-eval-limit {ev['lm_eval_limit']}")
+    if ev["num_fewshot"] is not None:
+        flags.append(f"--num-fewshot {ev['num_fewshot']}")
+    return " ".join(flags)
+
+
+def tasks_flags(wildcards):
+    ev = config["evaluate"]
+    return (
+        f"--lang {wildcards.lang} --items {ev['demo_tasks']} "
+        f"--max-words {ev['demo_task_max_words']} --seed {config['seed']}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis
+
+
+def lexicon_path(lang):
+    spec = config["corpora"][lang]["lexicon"]
+    return (
+        spec[len("file:") :]
+        if spec.startswith("file:")
+        else f"data/corpora/{lang}/lexicon.tsv"
+    )
+
+
+def lexicon_flags(wildcards):
+    corpus = config["corpora"][wildcards.lang]
+    if corpus["lexicon"] == "muse":
+        return f"--muse {wildcards.lang}"
+    return f"--target {corpus['source']} --english {corpus['parallel_english']}"
+
+
+def analysis_inputs(wildcards):
+    lang = plm_language(wildcards)
+    return {
+        "model": f"results/{wildcards.stage}/{wildcards.llm}/{wildcards.plm}/{wildcards.method}/model",
+        "source": llm_dir(wildcards),
+        "parallel": f"data/corpora/{lang}/parallel.test.tsv",
+        "lexicon": lexicon_path(lang),
+        "states": f"results/analysis/source/{wildcards.llm}/{lang}/states.safetensors",
+    }
+
+
+def analysis_flags(wildcards):
+    return (
+        f"--max-sentences {config['analysis']['max_sentences']} --seed {config['seed']}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +363,16 @@ def all_eval_jsons():
             for task in EVAL_TASKS
         ]
     return files
+
+
+def all_analysis_jsons():
+    if not ANALYSIS:
+        return []
+    return [
+        f"results/analysis/{stage}/{llm}/{plm}/{method}.json"
+        for llm, plm, method in cells()
+        for stage in ("init", "cpt")
+    ]
 
 
 def all_train_logs():

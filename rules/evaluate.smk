@@ -2,9 +2,34 @@
 # untouched source LLM as a reference. One job per model writes one JSON per task.
 
 
+rule build_tasks:
+    input:
+        parallel="data/corpora/{lang}/parallel.test.tsv",
+    output:
+        expand(
+            "results/tasks/{{lang}}/{name}.{ext}",
+            name=[
+                "salt_continuation_{lang}",
+                "salt_xling_en2{lang}",
+                "salt_xling_{lang}2en",
+            ],
+            ext=["yaml", "jsonl"],
+        ),
+    log:
+        "logs/tasks/{lang}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    params:
+        flags=tasks_flags,
+        out_dir=parent_of_first,
+    shell:
+        "salt-transfer build-tasks --no-progress --parallel {input.parallel} {params.flags} "
+        "--out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule evaluate:
     input:
-        unpack(eval_texts),
+        unpack(eval_inputs),
         model="results/{stage}/{llm}/{plm}/{method}/model",
     output:
         expand(
@@ -28,7 +53,7 @@ rule evaluate:
 
 rule evaluate_source:
     input:
-        unpack(eval_texts),
+        unpack(eval_inputs),
         model=llm_dir,
     output:
         expand("results/eval/source/{{llm}}/{{lang}}/{task}.json", task=EVAL_TASKS),

@@ -7,6 +7,7 @@ localrules:
     fetch_corpus,
     fetch_parallel,
     fetch_fasttext,
+    fetch_lexicon,
 
 
 rule fetch_model:
@@ -67,3 +68,16 @@ rule fetch_fasttext:
         hf_api=1,
     shell:
         "salt-transfer fetch-fasttext --no-progress --lang {wildcards.lang} --out {output.model} > {log} 2>&1"
+
+
+rule fetch_lexicon:
+    output:
+        lexicon="data/corpora/{lang}/lexicon.tsv",
+    log:
+        "logs/fetch/corpora/{lang}.lexicon.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    params:
+        flags=lexicon_flags,
+    shell:
+        "salt-transfer build-lexicon --no-progress {params.flags} --out {output.lexicon} > {log} 2>&1"

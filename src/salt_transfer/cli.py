@@ -274,6 +274,11 @@ def cmd_evaluate(args) -> None:
         seq_len=args.seq_len,
         device=args.device,
         progress=_progress(args),
+        include_paths=args.include_path,
+        lm_eval_limit=args.lm_eval_limit,
+        num_fewshot=args.num_fewshot,
+        batch_size=args.batch_size,
+        seed=args.seed,
     )
     for name, rec in records.items():
         LOG.info("%s: %s", name, {k: round(v, 4) for k, v in rec["metrics"].items()})
@@ -346,6 +351,88 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
             )
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+
+
+def cmd_build_lexicon(args) -> None:
+    from .corpora import muse_lexicon, strongs_lexicon, write_lexicon
+
+    if args.muse:
+        rows = muse_lexicon(args.muse, url=args.url)
+    elif args.target and args.english:
+        rows = strongs_lexicon(args.target, args.english, min_count=args.min_count)
+    else:
+        raise InputError("give --muse LANG, or --target and --english (two Strong's-tagged sword: Bibles)")
+    write_lexicon(rows, args.out)
+    LOG.info("%d word pairs -> %s", len(rows), args.out)
+
+
+def cmd_build_tasks(args) -> None:
+    from .tasks import build_tasks
+
+    counts = build_tasks(
+        args.parallel, args.lang, args.out_dir, items=args.items, max_words=args.max_words, seed=args.seed
+    )
+    LOG.info("tasks -> %s: %s", args.out_dir, counts)
+
+
+def cmd_source_states(args) -> None:
+    from .analysis import source_states
+
+    info = source_states(
+        args.source_model,
+        args.parallel,
+        args.out,
+        max_sentences=args.max_sentences,
+        device="cuda"
+        if args.device == "auto" and _cuda()
+        else "cpu"
+        if args.device == "auto"
+        else args.device,
+    )
+    LOG.info("source states: %s -> %s", info, args.out)
+
+
+def cmd_analyze(args) -> None:
+    from .analysis import analyze
+    from .provenance import write_meta
+
+    device = "cuda" if args.device == "auto" and _cuda() else "cpu" if args.device == "auto" else args.device
+    record = analyze(
+        args.model,
+        args.source_model,
+        args.parallel,
+        args.lexicon,
+        args.source_states,
+        args.out,
+        max_sentences=args.max_sentences,
+        seed=args.seed,
+        device=device,
+    )
+    write_meta(
+        args.out,
+        command="analyze",
+        inputs={
+            "model": args.model,
+            "source_model": args.source_model,
+            "parallel": args.parallel,
+            "lexicon": args.lexicon,
+            "source_states": args.source_states,
+        },
+        params={"max_sentences": args.max_sentences},
+        seed=args.seed,
+        device=device,
+        config_hash=args.config_hash,
+    )
+    LOG.info(
+        "analysis: %s",
+        {k: (round(v, 3) if isinstance(v, float) else v) for k, v in record["summary"].items()},
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -658,6 +745,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--seq-len", type=int, default=1024, help="max tokens per forward pass (default: %(default)s)"
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument(
+        "--include-path",
+        action="append",
+        default=[],
+        help="folder of lm-eval task YAML (repeatable), e.g. the demo tasks from build-tasks",
+    )
+    p.add_argument("--lm-eval-limit", type=int, help="evaluate at most this many documents per lm-eval task")
+    p.add_argument(
+        "--num-fewshot", type=int, help="few-shot examples for lm-eval tasks (default: the task's)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="lm-eval's random seeds (default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -677,6 +776,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="report directory")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "build-lexicon",
+        parents=[common],
+        formatter_class=_formatter,
+        help="bilingual lexicon (target word, English word) for word-retrieval analysis",
+        description="From two Strong's-tagged SWORD Bibles (offline), or a MUSE dictionary (download).",
+    )
+    p.add_argument("--target", help="target-language Bible, e.g. sword:spaRV1909eb")
+    p.add_argument("--english", help="English Bible with the same tags, e.g. sword:engWEB2015eb")
+    p.add_argument(
+        "--min-count", type=int, default=3, help="keep pairs seen at least this often (default: %(default)s)"
+    )
+    p.add_argument("--muse", metavar="LANG", help="download the MUSE LANG-en dictionary instead")
+    p.add_argument("--url", help="MUSE download address (a mirror, or file:// for tests)")
+    p.add_argument("--out", required=True, help="lexicon TSV to write")
+    p.set_defaults(func=cmd_build_lexicon)
+
+    p = sub.add_parser(
+        "build-tasks",
+        parents=[common],
+        formatter_class=_formatter,
+        help="build the demo's lm-eval multiple-choice tasks from held-out parallel text",
+    )
+    p.add_argument("--parallel", required=True, help="parallel.test.tsv from fetch-parallel")
+    p.add_argument("--lang", required=True, help="target language code (used in task names)")
+    p.add_argument("--items", type=int, default=40, help="items per task (default: %(default)s)")
+    p.add_argument(
+        "--max-words",
+        type=int,
+        default=24,
+        help="use verses of at most this many words (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of item and distractor choice (default: %(default)s)"
+    )
+    p.add_argument(
+        "--out-dir", required=True, help="folder for the tasks' YAML and JSONL (an lm-eval include path)"
+    )
+    p.set_defaults(func=cmd_build_tasks)
+
+    p = sub.add_parser(
+        "source-states",
+        parents=[common],
+        formatter_class=_formatter,
+        help="mean-pooled hidden states of the source LLM on the English side of parallel text",
+    )
+    p.add_argument("--source-model", required=True, help="source LLM directory")
+    p.add_argument("--parallel", required=True, help="parallel.test.tsv")
+    p.add_argument(
+        "--max-sentences", type=int, default=0, help="use the first N pairs (0: all; default: %(default)s)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--out", required=True, help="states.safetensors to write")
+    p.set_defaults(func=cmd_source_states)
+
+    p = sub.add_parser(
+        "analyze",
+        parents=[common],
+        formatter_class=_formatter,
+        help="word/sentence retrieval and CKA per layer between a transferred model and its source",
+    )
+    p.add_argument("--model", required=True, help="transferred model directory (init or cpt)")
+    p.add_argument("--source-model", required=True, help="the source LLM it was transferred from")
+    p.add_argument("--parallel", required=True, help="parallel.test.tsv (target and English sentences)")
+    p.add_argument("--lexicon", required=True, help="lexicon TSV from build-lexicon")
+    p.add_argument(
+        "--source-states", required=True, help="states.safetensors from source-states (same --max-sentences)"
+    )
+    p.add_argument(
+        "--max-sentences", type=int, default=0, help="use the first N pairs (0: all; default: %(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the lexicon's train/test split (default: %(default)s)"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--out", required=True, help="analysis JSON to write")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser(
         "methods",

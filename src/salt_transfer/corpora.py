@@ -32,8 +32,8 @@ def clean_osis(markup: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(text)).strip()
 
 
-def parse_imp(lines) -> dict[str, str]:
-    """Parse `mod2imp` output lines into {"Book C:V": plain text}, in canonical order."""
+def parse_imp(lines, markup: bool = False) -> dict[str, str]:
+    """Parse `mod2imp` output lines into {"Book C:V": plain text} (or the raw OSIS markup), in order."""
     verses: dict[str, str] = {}
     key = None
     for line in lines:
@@ -41,10 +41,12 @@ def parse_imp(lines) -> dict[str, str]:
             key = line[3:].strip()
         elif key and _VERSE_KEY.search(key):
             verses[key] = verses.get(key, "") + line
+    if markup:
+        return verses
     return {k: t for k, v in verses.items() if (t := clean_osis(v))}
 
 
-def export_sword_module(module: str) -> dict[str, str]:
+def export_sword_module(module: str, markup: bool = False) -> dict[str, str]:
     """Run `mod2imp MODULE` and parse it (needs Debian's libsword-utils and the module package)."""
     try:
         out = subprocess.run(["mod2imp", module], capture_output=True, text=True, check=True).stdout
@@ -52,7 +54,7 @@ def export_sword_module(module: str) -> dict[str, str]:
         raise InputError("mod2imp not found: apt-get install libsword-utils") from exc
     except subprocess.CalledProcessError as exc:
         raise InputError(f"SWORD module {module}: mod2imp failed ({exc.stderr.strip()[:200]})") from exc
-    verses = parse_imp(out.splitlines(keepends=True))
+    verses = parse_imp(out.splitlines(keepends=True), markup=markup)
     if not verses:
         raise InputError(f"SWORD module {module}: no verses (is its Debian package installed?)")
     return verses
@@ -236,3 +238,92 @@ def read_parallel(path: str | Path) -> list[tuple[str, str, str]]:
         key, tgt, en = line.split("\t")
         rows.append((key, tgt, en))
     return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Bilingual lexicon from Strong's numbers
+
+_STRONG_SPAN = re.compile(r'<w [^>]*lemma="strong:([HG]\d+)[^"]*"[^>]*>(.*?)</w>', re.S)
+
+
+def _strong_heads(markup: str) -> dict[str, list[str]]:
+    """Strong's number -> the head (last) word of each span tagged with it, lowercased, letters only."""
+    out: dict[str, list[str]] = {}
+    for number, span in _STRONG_SPAN.findall(re.sub(r"<note.*?</note>", "", markup, flags=re.S)):
+        words = [
+            w for w in re.findall(r"\w+", html.unescape(re.sub(r"<[^>]+>", "", span)).lower()) if w.isalpha()
+        ]
+        if words:
+            key = number[0] + (number[1:].lstrip("0") or "0")  # H0430 and H430 are the same entry
+            out.setdefault(key, []).append(words[-1])
+    return out
+
+
+def strongs_lexicon(
+    target: str, english: str, min_count: int = 3, min_share: float = 0.5
+) -> list[tuple[str, str, int]]:
+    """(target word, English word, count) from two Strong's-tagged SWORD Bibles.
+
+    Words tagged with the same Strong's number in the same verse co-occur; a target word's
+    translation is its most frequent English co-occurrent, kept if seen at least `min_count` times
+    and in at least `min_share` of that word's co-occurrences (the head of a multi-word span, e.g.
+    "tierra" of "y la tierra", stands for the span).
+    """
+    kind_t, _, mod_t = target.partition(":")
+    kind_e, _, mod_e = english.partition(":")
+    if kind_t != "sword" or kind_e != "sword":
+        raise InputError(f"Strong's lexicon needs two sword: sources, got {target!r} and {english!r}")
+    tgt, eng = export_sword_module(mod_t, markup=True), export_sword_module(mod_e, markup=True)
+    lexicon = lexicon_from_markup(tgt, eng, min_count, min_share)
+    if not lexicon:
+        raise InputError(f"no lexicon pairs from {target} and {english}: are both Strong's-tagged?")
+    return lexicon
+
+
+def lexicon_from_markup(
+    tgt: dict[str, str], eng: dict[str, str], min_count: int = 3, min_share: float = 0.5
+) -> list[tuple[str, str, int]]:
+    """The lexicon from verse markup of both Bibles ({key: OSIS}); see `strongs_lexicon`."""
+    from collections import Counter
+
+    pairs: Counter = Counter()
+    for key in tgt.keys() & eng.keys():
+        a, b = _strong_heads(tgt[key]), _strong_heads(eng[key])
+        for number in a.keys() & b.keys():
+            for wa in a[number]:
+                for wb in b[number]:
+                    pairs[(wa, wb)] += 1
+    by_target: dict[str, Counter] = {}
+    for (wa, wb), n in pairs.items():
+        by_target.setdefault(wa, Counter())[wb] += n
+    lexicon = []
+    for wa, counter in by_target.items():
+        wb, n = counter.most_common(1)[0]
+        if n >= min_count and n / sum(counter.values()) >= min_share:
+            lexicon.append((wa, wb, n))
+    return sorted(lexicon, key=lambda r: (-r[2], r[0]))
+
+
+def write_lexicon(rows: list[tuple[str, str, int]], out: str | Path) -> None:
+    from .provenance import write_text_atomic
+
+    write_text_atomic(out, "".join(f"{a}\t{b}\t{n}\n" for a, b, n in rows))
+
+
+MUSE_URL = "https://dl.fbaipublicfiles.com/arrival/dictionaries/{lang}-en.txt"
+
+
+def muse_lexicon(lang: str, url: str | None = None) -> list[tuple[str, str, int]]:
+    """A MUSE bilingual dictionary LANG-en (Conneau et al. 2018), as (word, English word, 1) rows."""
+    import urllib.request
+
+    url = url or MUSE_URL.format(lang=lang)
+    try:
+        with urllib.request.urlopen(url) as response:  # noqa: S310 (https, or file:// for tests)
+            text = response.read().decode("utf-8")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"MUSE dictionary {url}: cannot be downloaded ({exc})") from exc
+    rows = [tuple(line.split()[:2]) for line in text.splitlines() if len(line.split()) >= 2]
+    if not rows:
+        raise InputError(f"MUSE dictionary {url}: no word pairs")
+    return [(a, b, 1) for a, b in rows]

@@ -1,4 +1,4 @@
-"""Evaluate a model: bits per byte on held-out text (target language and English).
+"""Evaluate a model: bits per byte on held-out text, and downstream tasks through lm-evaluation-harness.
 
 Usage:
     salt-transfer evaluate --model results/cpt/smollm2/es-bert/salt/model \
@@ -12,8 +12,10 @@ of the text scored: the first one conditioned on the tokenizer's bos token (or e
 none, as lm-evaluation-harness does for rolling log-likelihoods), later ones on as much of the same
 document as fits in `seq_len` (lm-eval's rolling windows). Lines are documents.
 
-Each task writes `<out-dir>/<task>.json` with the metric values, the amount of text scored, and the
-sha256 of the model directory and of the evaluated text.
+Downstream tasks run through lm-evaluation-harness (`--task NAME=lm-eval:TASK`): registry tasks
+such as `hellaswag_de` or `mlqa_de_en` (paper config), or task YAML from `--include-path` folders
+(the demo's tasks, `salt_transfer.tasks`). Each task writes `<out-dir>/<task>.json` with its metric
+values and the sha256 of the model directory and of the evaluated text or task data.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .provenance import sha256_tree, write_json_atomic
 
 LOG = logging.getLogger(__name__)
 
-TASK_KINDS = ("bpb",)
+TASK_KINDS = ("bpb", "lm-eval")
 
 
 def select_text(lines: list[str], max_bytes: int) -> list[str]:
@@ -109,12 +111,88 @@ def bits_per_byte(
 
 
 def parse_task(spec: str) -> tuple[str, str, str]:
-    """`NAME=KIND:PATH` -> (name, kind, path)."""
+    """`NAME=bpb:PATH` or `NAME=lm-eval:TASK` -> (name, kind, path or lm-eval task name)."""
     name, sep, rest = spec.partition("=")
-    kind, sep2, path = rest.partition(":")
-    if not (sep and sep2 and name and path) or kind not in TASK_KINDS:
-        raise InputError(f"--task {spec!r}: write NAME=KIND:PATH with KIND one of {TASK_KINDS}")
-    return name, kind, path
+    kind, sep2, arg = rest.partition(":")
+    if not (sep and sep2 and name and arg) or kind not in TASK_KINDS:
+        raise InputError(f"--task {spec!r}: write NAME=bpb:PATH or NAME=lm-eval:TASK")
+    return name, kind, arg
+
+
+def _tasks_defined_in(paths: list[str]) -> set[str]:
+    names = set()
+    for folder in paths:
+        for yaml_file in Path(folder).glob("*.yaml"):
+            for line in yaml_file.read_text(encoding="utf-8").splitlines():
+                if line.startswith("task:"):
+                    names.add(line.split(":", 1)[1].strip())
+    return names
+
+
+def run_lm_eval(
+    model,
+    tokenizer,
+    tasks: dict[str, str],
+    include_paths: list[str],
+    limit: int | None = None,
+    num_fewshot: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Run lm-evaluation-harness tasks on an already loaded model; result name -> metrics and details.
+
+    The harness's own HF wrapper (`HFLM`) is given the loaded model, so the weights are read once.
+    Its default task registry (thousands of YAML files, slow to index) is loaded only when a task is
+    not defined in `include_paths`.
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    for folder in include_paths:
+        if not Path(folder).is_dir():
+            raise InputError(f"--include-path {folder}: no such directory")
+    defined = _tasks_defined_in(include_paths)
+    manager = TaskManager(
+        include_path=include_paths or None, include_defaults=any(t not in defined for t in tasks.values())
+    )
+    missing = sorted(t for t in tasks.values() if t not in manager.all_tasks)
+    if missing:
+        raise InputError(f"lm-eval tasks {missing} are not in lm-eval's registry or the include paths")
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    out = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=sorted(set(tasks.values())),
+        task_manager=manager,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+        bootstrap_iters=0,
+        log_samples=False,
+    )
+    records = {}
+    for name, task in tasks.items():
+        raw = out["results"][task]
+        metrics = {
+            k.split(",")[0]: float(v)
+            for k, v in raw.items()
+            if "," in k and "stderr" not in k and isinstance(v, (int, float))
+        }
+        records[name] = {
+            "metrics": metrics,
+            "lm_eval_task": task,
+            "details": {
+                "samples": out.get("n-samples", {}).get(task),
+                "version": out.get("versions", {}).get(task),
+                "num_fewshot": out.get("n-shot", {}).get(task),
+                "limit": limit,
+                "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None,
+            },
+        }
+    return records
 
 
 def evaluate_model(
@@ -125,6 +203,11 @@ def evaluate_model(
     seq_len: int = 1024,
     device: str = "auto",
     progress: bool = True,
+    include_paths: list[str] = (),
+    lm_eval_limit: int | None = None,
+    num_fewshot: int | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
 ) -> dict[str, dict]:
     """Run every task on one model; write `<out_dir>/<task>.json` each; return the records."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -133,8 +216,8 @@ def evaluate_model(
     if not (model_dir / "config.json").is_file():
         raise InputError(f"model {model_dir}: not a model directory (no config.json)")
     parsed = [parse_task(t) for t in tasks]
-    for _, _, path in parsed:
-        if not Path(path).is_file():
+    for _, kind, path in parsed:
+        if kind == "bpb" and not Path(path).is_file():
             raise InputError(f"task text {path}: no such file")
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
@@ -142,12 +225,15 @@ def evaluate_model(
     model_sha = sha256_tree(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(dev).eval()
+    common = {"model": str(model_dir), "model_sha256": model_sha, "device": str(dev)}
     records = {}
     for name, kind, path in parsed:
+        if kind != "bpb":
+            continue
         t0 = time.perf_counter()
         lines = select_text(read_lines(path), max_bytes)
         metrics = bits_per_byte(model, tokenizer, lines, seq_len=seq_len, device=dev, progress=progress)
-        record = {
+        records[name] = {
             "task": name,
             "kind": kind,
             "metrics": {"bpb": metrics["bpb"]},
@@ -155,11 +241,36 @@ def evaluate_model(
             "text": str(path),
             "text_sha256": sha256_tree(path),
             "max_bytes": max_bytes,
-            "model": str(model_dir),
-            "model_sha256": model_sha,
+            **common,
             "seconds": round(time.perf_counter() - t0, 2),
-            "device": str(dev),
         }
+    harness = {name: arg for name, kind, arg in parsed if kind == "lm-eval"}
+    if harness:
+        t0 = time.perf_counter()
+        results = run_lm_eval(
+            model,
+            tokenizer,
+            harness,
+            list(include_paths),
+            limit=lm_eval_limit,
+            num_fewshot=num_fewshot,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        for name, result in results.items():
+            data = sorted(
+                Path(p) / f"{result['lm_eval_task']}.jsonl"
+                for p in include_paths
+                if (Path(p) / f"{result['lm_eval_task']}.jsonl").is_file()
+            )
+            records[name] = {
+                "task": name,
+                "kind": "lm-eval",
+                **result,
+                **common,
+                "text_sha256": sha256_tree(data[0]) if data else "",
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+    for name, record in records.items():
         write_json_atomic(Path(out_dir) / f"{name}.json", record)
-        records[name] = record
     return records

@@ -3,16 +3,18 @@
 Usage:
     salt-transfer report --grid grid.json --out-dir results/report results/eval/*/.../*.json
 
-Inputs are the evaluation JSONs the workflow lists explicitly; their place in the results tree says
-which cell they belong to:
+Inputs are the evaluation and analysis JSONs the workflow lists explicitly; their place in the
+results tree says which cell they belong to:
     results/eval/{stage}/{llm}/{plm}/{method}/{task}.json    stage in init, cpt
     results/eval/source/{llm}/{lang}/{task}.json               the untouched source LLM (reference)
+    results/analysis/{stage}/{llm}/{plm}/{method}.json         word/sentence retrieval, CKA per layer
 and the grid file maps each PLM to its language and architecture. Outputs:
   results.csv  one row per (llm, plm, method, stage, task, metric) with the value and the sha256 of
                the model directory, the evaluated text and the fitted embeddings it came from;
   tables.md    methods x PLMs per (stage, task, metric), as the paper lays its tables out;
   plots/       training-loss curves per (llm, plm) with one line per method (the paper's
-               convergence figure) and one bar chart per (task, metric).
+               convergence figure), one bar chart per (task, metric), and CKA and sentence
+               retrieval by layer per (llm, plm).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from .errors import InputError
 from .provenance import atomic_path, sha256_file, write_text_atomic
 
 LOG = logging.getLogger(__name__)
+
+LOWER_IS_BETTER = ("bpb", "loss", "nll")
 
 COLUMNS = [
     "llm",
@@ -46,13 +50,46 @@ COLUMNS = [
 ]
 
 
+def analysis_cell(path: Path) -> dict[str, str] | None:
+    """Grid coordinates of results/analysis/{stage}/{llm}/{plm}/{method}.json (None for other paths)."""
+    parts = path.parts
+    if "analysis" not in parts:
+        return None
+    rest = parts[len(parts) - parts[::-1].index("analysis") :]
+    if len(rest) != 4:
+        raise InputError(f"{path}: expected results/analysis/STAGE/LLM/PLM/METHOD.json")
+    return {"stage": rest[0], "llm": rest[1], "plm": rest[2], "method": Path(rest[3]).stem}
+
+
+def analysis_metrics(record: dict) -> list[tuple[str, str, float]]:
+    """(task, metric, value) rows of one analysis JSON; per-layer values as metrics layer_00, ..."""
+    rows = []
+    words = record.get("words", {})
+    for key in ("p1_nn", "p1_csls", "p1_nn_procrustes", "p1_csls_procrustes"):
+        if words.get(key) is not None:
+            rows.append(("word_retrieval", key, words[key]))
+    sentences = record.get("sentences", {})
+    for task, key in (("sentence_retrieval", "sentence_p1"), ("cka", "cka")):
+        values = sentences.get(key) or []
+        if values:
+            rows.append(
+                (
+                    task,
+                    "best" if task == "sentence_retrieval" else "mean",
+                    max(values) if task == "sentence_retrieval" else sum(values) / len(values),
+                )
+            )
+            rows += [(task, f"layer_{i:02d}", v) for i, v in enumerate(values)]
+    return rows
+
+
 def cell_of(path: Path) -> dict[str, str]:
     """Grid coordinates from an evaluation JSON's path under results/eval/."""
     parts = path.parts
     try:
         i = len(parts) - 1 - parts[::-1].index("eval")
     except ValueError as exc:
-        raise InputError(f"{path}: not under a results/eval/ directory") from exc
+        raise InputError(f"{path}: not under a results/eval/ or results/analysis/ directory") from exc
     rest = parts[i + 1 :]
     if len(rest) == 4 and rest[0] == "source":
         return {
@@ -88,6 +125,26 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
         if not p.is_file():
             raise InputError(f"evaluation {p}: no such file")
         record = json.loads(p.read_text())
+        cell = analysis_cell(p)
+        if cell is not None:
+            meta = plms.get(cell["plm"], {})
+            root = p.parents[p.parts[::-1].index("analysis")]
+            for task, metric, value in analysis_metrics(record):
+                rows.append(
+                    {
+                        **cell,
+                        "task": task,
+                        "metric": metric,
+                        "value": value,
+                        "language": meta.get("language", ""),
+                        "architecture": meta.get("architecture", ""),
+                        "model_sha256": record.get("model_sha256", ""),
+                        "text_sha256": "",
+                        "embeddings_sha256": _embeddings_sha(root, cell),
+                        "source_json": str(p),
+                    }
+                )
+            continue
         cell = cell_of(p)
         results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
         meta = plms.get(cell["plm"], {})
@@ -146,7 +203,7 @@ def tables_markdown(df: pd.DataFrame, grid: dict[str, Any]) -> str:
         "results.csv (with the sha256 of its model, text and embeddings).",
         "",
     ]
-    cells = df[df["stage"] != "source"]
+    cells = df[(df["stage"] != "source") & ~df["metric"].str.startswith("layer_")]
     for (llm, task, metric), part in cells.groupby(["llm", "task", "metric"], sort=False):
         for stage in ("init", "cpt"):
             sub = part[part["stage"] == stage]
@@ -161,7 +218,7 @@ def tables_markdown(df: pd.DataFrame, grid: dict[str, Any]) -> str:
                 f"{grid.get('plms', {}).get(p, {}).get('architecture', '?')})"
                 for p in plm_cols
             ]
-            lower_better = metric in ("bpb", "loss", "nll")
+            lower_better = metric in LOWER_IS_BETTER
             lines += [
                 f"## {task} · {metric} · {stage} · source {llm}"
                 + (" (lower is better)" if lower_better else ""),
@@ -243,7 +300,7 @@ def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict
         save(fig, f"loss_{llm}_{plm}.png")
 
     # Bars: one figure per (llm, task, metric): groups = PLMs, bars = methods, init vs cpt hatched.
-    cells = df[df["stage"].isin(["init", "cpt"])]
+    cells = df[df["stage"].isin(["init", "cpt"]) & ~df["metric"].str.startswith("layer_")]
     for (llm, task, metric), part in cells.groupby(["llm", "task", "metric"]):
         plms = list(dict.fromkeys(part["plm"]))
         stages = [s for s in ("init", "cpt") if s in set(part["stage"])]
@@ -282,10 +339,44 @@ def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict
             ax.set_title(f"{stage}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
         _log_scale_if_wide(axes[0][0], list(part["value"]))
-        axes[0][0].set_ylabel(f"{task}: {metric}" + (" (lower is better)" if metric == "bpb" else ""))
+        axes[0][0].set_ylabel(
+            f"{task}: {metric}" + (" (lower is better)" if metric in LOWER_IS_BETTER else "")
+        )
         axes[0][-1].legend(fontsize=7, loc="best")
         fig.suptitle(f"{task} · {metric} · source {llm}", fontsize=10)
         save(fig, f"bars_{llm}_{task}_{metric}.png")
+
+    # By layer: CKA and sentence-retrieval P@1, one figure per (llm, plm), a line per method,
+    # solid after continual pretraining, dashed before (Conneau/Wu 2020's figures 6-7 layout).
+    layers = df[df["metric"].str.startswith("layer_")]
+    for (llm, plm), part in layers.groupby(["llm", "plm"]):
+        tasks = [t for t in ("cka", "sentence_retrieval") if t in set(part["task"])]
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            for method in [m for m in methods if m in set(part["method"])]:
+                for stage, style in (("init", "--"), ("cpt", "-")):
+                    sub = part[(part.task == task) & (part.method == method) & (part.stage == stage)]
+                    if len(sub):
+                        x = [int(m.split("_")[1]) for m in sub["metric"]]
+                        ax.plot(
+                            x,
+                            sub["value"],
+                            style,
+                            color=colors.get(method),
+                            linewidth=1.5,
+                            label=f"{method} ({stage})",
+                        )
+            ax.set_xlabel("layer (0 = embeddings)")
+            ax.set_ylabel("linear CKA" if task == "cka" else "sentence retrieval P@1")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=6, ncol=2)
+        meta = grid.get("plms", {}).get(plm, {})
+        fig.suptitle(
+            f"{llm} on English vs transferred model on {meta.get('language', '?')}: {plm} "
+            f"({meta.get('architecture', '?')})",
+            fontsize=10,
+        )
+        save(fig, f"layers_{llm}_{plm}.png")
     return written
 
 

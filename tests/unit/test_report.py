@@ -91,6 +91,45 @@ def test_report_rows_tables_and_plots(tmp_path):
     assert all((tmp_path / "results" / "report" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
 
 
+def test_analysis_rows_and_layer_plots(tmp_path):
+    evals, logs = fake_results(tmp_path / "results")
+    analyses = []
+    for stage in ("init", "cpt"):
+        for plm in GRID["plms"]:
+            for method in GRID["methods"]:
+                path = tmp_path / "results" / "analysis" / stage / "llm" / plm / f"{method}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(
+                    json.dumps(
+                        {
+                            "words": {
+                                "p1_nn": 0.1,
+                                "p1_csls": 0.2,
+                                "p1_nn_procrustes": 0.3,
+                                "p1_csls_procrustes": 0.4,
+                            },
+                            "sentences": {"sentence_p1": [0.1, 0.5, 0.3], "cka": [0.9, 0.6, 0.3]},
+                            "model_sha256": "m",
+                        }
+                    )
+                )
+                analyses.append(path)
+    df = write_report(evals + analyses, GRID, tmp_path / "results" / "report", train_logs=logs)
+    cka = df[(df.task == "cka") & (df.stage == "cpt") & (df.plm == "es-bert") & (df.method == "salt")]
+    assert dict(zip(cka.metric, cka.value)) == {
+        "mean": pytest.approx(0.6),
+        "layer_00": 0.9,
+        "layer_01": 0.6,
+        "layer_02": 0.3,
+    }
+    best = df[(df.task == "sentence_retrieval") & (df.metric == "best")]["value"]
+    assert (best == 0.5).all() and len(best) == 8
+    assert (df[df.task == "word_retrieval"].groupby("metric").size() == 8).all()
+    tables = (tmp_path / "results" / "report" / "tables.md").read_text()
+    assert "## cka · mean · cpt" in tables and "layer_01" not in tables
+    assert (tmp_path / "results" / "report" / "plots" / "layers_llm_es-bert.png").is_file()
+
+
 def test_report_rejects_missing_inputs(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         write_report([tmp_path / "results/eval/cpt/a/b/c/d.json"], GRID, tmp_path / "out")

@@ -32,3 +32,16 @@ def test_method_needs_in_common_smk_match_the_registry():
 def test_schema_lists_every_registered_method():
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     assert set(schema["properties"]["methods"]["propertyNames"]["enum"]) == set(REGISTRY)
+
+
+def test_paper_lm_eval_tasks_exist_in_the_pinned_harness():
+    """Every lm-eval task the paper config names, for each of its languages, is in lm-eval's registry."""
+    from lm_eval.tasks import TaskManager
+
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    langs = {spec["language"] for spec in config["plms"].values()}
+    names = {
+        task.format(lang=lang) for task in config["evaluate"]["lm_eval_tasks"].values() for lang in langs
+    }
+    assert len(names) == 7 * 3
+    assert not names - set(TaskManager().all_tasks)
