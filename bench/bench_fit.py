@@ -45,6 +45,7 @@ LOOP_SAMPLE = 100  # tokens timed per repetition of the per-token reference loop
 REPEATS = 3  # each timing is the median of this many interleaved repetitions (this machine is noisy)
 
 sys.path.insert(0, str(ROOT.parent / "src"))
+from results_md import write_section  # noqa: E402
 from salt_transfer.aux import load_fasttext, token_vectors  # noqa: E402
 from salt_transfer.models import RowMatrix  # noqa: E402
 from salt_transfer.support import sparsemax_support  # noqa: E402
@@ -419,7 +420,7 @@ def main() -> None:
 def write_markdown(r: dict) -> None:
     m = r["machine"]
     lines = [
-        "# Benchmark: fitting SALT and FOCUS at realistic vocabulary sizes",
+        "## Fitting SALT and FOCUS at realistic vocabulary sizes (`bench/bench_fit.py`)",
         "",
         f"Run by `bench/bench_fit.py` on {time.strftime('%Y-%m-%d')}: {m['cores']} CPU cores ({m['cpu']}), "
         f"torch {m['torch']} with {m['threads']} threads, no GPU. Every number below comes from that one run; "
@@ -438,7 +439,7 @@ def write_markdown(r: dict) -> None:
         )
         + " (random PLM rows are well conditioned).",
         "",
-        "## SALT vs the per-token pinv loop (paper Eq. 1-3 as written, token by token)",
+        "### SALT vs the per-token pinv loop (paper Eq. 1-3 as written, token by token)",
         "",
         "| hs | shared / new tokens | fitted | k median / mean / max | SALT method (s) | per-token loop (s) "
         "| speed-up | loop given supports (s) | speed-up | loop vs fit, max rel. err |",
@@ -468,7 +469,7 @@ def write_markdown(r: dict) -> None:
         f"rows ({phases['assemble_s']:.1f} s). The last column compares the loop's rows with the fitted rows of "
         "the same tokens.",
         "",
-        "## FOCUS vs deepfocus 1.0.1 (same overlap, auxiliary vectors and source rows)",
+        "### FOCUS vs deepfocus 1.0.1 (same overlap, auxiliary vectors and source rows)",
         "",
         "| hs | FOCUS method (s) | deepfocus (s) | speed-up | max abs diff | max abs value |",
         "|---|---|---|---|---|---|",
@@ -485,7 +486,7 @@ def write_markdown(r: dict) -> None:
         "beforehand, then one sparsemax and weighted sum per token); its overlap and fastText steps are "
         "not counted, and ours are not either (method time only).",
         "",
-        "## Whole commands and peak memory",
+        "### Whole commands and peak memory",
         "",
         "| run | source | hs | target | wall (s) | peak RSS (MiB) |",
         "|---|---|---|---|---|---|",
@@ -510,7 +511,7 @@ def write_markdown(r: dict) -> None:
         "would exceed the 1 GiB budget, so SALT used the per-token batched path there. Peak RSS is "
         "the fit process's own high-water mark (VmHWM).",
         "",
-        "## Targets (issue #2)",
+        "### Targets (issue #2)",
         "",
     ]
     big = r["llama3"][-1]
@@ -528,7 +529,7 @@ def write_markdown(r: dict) -> None:
         f"({'met' if rss_gib < 6 else 'NOT met'}).",
         "",
     ]
-    (ROOT / "RESULTS.md").write_text("\n".join(lines))
+    write_section(ROOT / "RESULTS.md", "fit", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ rule source_states:
         "../envs/salt-transfer.yaml"
     threads: 1
     params:
-        flags=analysis_flags,
+        flags=source_states_flags,
     shell:
         "salt-transfer source-states --no-progress --threads {threads} --source-model {input.source} "
         "--parallel {input.parallel} {params.flags} --out {output.states} > {log} 2>&1"

@@ -333,10 +333,12 @@ def analysis_inputs(wildcards):
     }
 
 
+def source_states_flags(wildcards):
+    return f"--max-sentences {config['analysis']['max_sentences']}"
+
+
 def analysis_flags(wildcards):
-    return (
-        f"--max-sentences {config['analysis']['max_sentences']} --seed {config['seed']}"
-    )
+    return f"{source_states_flags(wildcards)} --seed {config['seed']}"
 
 
 # ---------------------------------------------------------------------------------------------

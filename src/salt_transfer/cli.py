@@ -377,17 +377,19 @@ def cmd_build_tasks(args) -> None:
 
 def cmd_source_states(args) -> None:
     from .analysis import source_states
+    from .provenance import write_meta
 
+    device = "cuda" if args.device == "auto" and _cuda() else "cpu" if args.device == "auto" else args.device
     info = source_states(
-        args.source_model,
-        args.parallel,
+        args.source_model, args.parallel, args.out, max_sentences=args.max_sentences, device=device
+    )
+    write_meta(
         args.out,
-        max_sentences=args.max_sentences,
-        device="cuda"
-        if args.device == "auto" and _cuda()
-        else "cpu"
-        if args.device == "auto"
-        else args.device,
+        command="source-states",
+        inputs={"source_model": args.source_model, "parallel": args.parallel},
+        params={"max_sentences": args.max_sentences},
+        device=device,
+        config_hash=args.config_hash,
     )
     LOG.info("source states: %s -> %s", info, args.out)
 
@@ -447,11 +449,15 @@ def build_parser() -> argparse.ArgumentParser:
             Cross-lingual vocabulary transfer of LLMs: SALT (Lee et al., Findings ACL 2025) and its baselines.
 
             Commands in the order the workflow runs them:
-              fetch-model, fetch-corpus  inputs: models/tokenizers and corpora into local directories
+              fetch-model, fetch-corpus, fetch-parallel, fetch-fasttext, build-lexicon, build-tasks
+                                         inputs: models, corpora, parallel text, fastText, lexicons, tasks
               train-plm                  offline stand-in target-language PLMs
               overlap, aux               shared tokens; fastText auxiliary vectors
               fit, transplant            fit target-vocabulary embeddings; build the transferred model
-              train, evaluate, report    continual pretraining; bits per byte; results.csv and tables
+              train                      continual pretraining (resumable)
+              evaluate                   bits per byte; lm-evaluation-harness tasks
+              source-states, analyze     word/sentence retrieval and CKA per layer (Conneau, Wu et al.)
+              report                     results.csv, tables.md, plots
             Run `salt-transfer COMMAND --help` for a command's options. Errors in inputs end a command
             with one line naming the input and exit status 2."""),
     )

@@ -61,7 +61,7 @@ def test_demo_dry_run_lists_the_demo_grid(tmp_path):
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout)
     assert counts["fit"] == counts["transplant"] == counts["pretrain"] == 1 * 3 * 6
-    assert counts["evaluate"] == 2 * 18 and counts["train_standin_plm"] == 3
+    assert counts["evaluate"] == counts["analyze"] == 2 * 18 and counts["train_standin_plm"] == 3
 
 
 def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):
@@ -107,11 +107,17 @@ def tiny_run(tmp_path_factory, toks):
     llm = tiny_llama(toks["source"], work / "tiny-llm", tied=True)
     es, en = f"file:{DATA / 'bible.es.txt'}", f"file:{DATA / 'bible.en.txt'}"
     split = {"by": "hash", "valid": 0.1, "test": 0.1}
+    lexicon = work / "lexicon.tsv"
+    # Frequent words, so that enough pairs are one token in both tiny vocabularies for word retrieval.
+    words = (
+        "y and;de of;el the;la the;que that;en in;no not;su his;por for;con with;del of;le him;mi my;al to"
+    )
+    lexicon.write_text("".join(f"{t}\t{e}\t9\n" for t, e in (p.split() for p in words.split(";"))))
     config = {
         "seed": 0,
         "llms": {"tiny": {"source": f"dir:{llm}"}},
         "corpora": {
-            "es": {"source": es, "split": split, "parallel_english": en},
+            "es": {"source": es, "split": split, "parallel_english": en, "lexicon": f"file:{lexicon}"},
             "en": {"source": en, "split": split},
         },
         "english_corpus": "en",
@@ -140,7 +146,8 @@ def tiny_run(tmp_path_factory, toks):
             "logging_steps": 1,
             "max_train_tokens": 5000,
         },
-        "evaluate": {"max_bytes": 300, "seq_len": 64},
+        "evaluate": {"max_bytes": 300, "seq_len": 64, "demo_tasks": 4, "demo_task_max_words": 16},
+        "analysis": {"enabled": True, "max_sentences": 8},
     }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     proc = run_snakemake("--configfile", "config.yaml", "--cores", "2", cwd=work)
@@ -151,11 +158,18 @@ def tiny_run(tmp_path_factory, toks):
 def test_tiny_workflow_produces_the_report(tiny_run):
     df = pd.read_csv(tiny_run / "results/report/results.csv", keep_default_na=False)
     cells = df[df.stage != "source"]
-    assert len(cells) == 3 * 3 * 2 * 2  # plms x methods x stages x tasks (one metric each)
+    eval_tasks = {"bpb_target", "bpb_english", "continuation", "xling_en2tgt", "xling_tgt2en"}
+    analysis_tasks = {"word_retrieval", "sentence_retrieval", "cka"}
+    assert set(cells.task) == eval_tasks | analysis_tasks
+    per_cell = cells.groupby(["plm", "method", "stage"])["task"].nunique()
+    assert len(per_cell) == 3 * 3 * 2 and (per_cell == len(eval_tasks | analysis_tasks)).all()  # every metric
     assert set(cells.method) == {"salt", "focus", "procrustes"} and set(cells.stage) == {"init", "cpt"}
-    assert set(df[df.stage == "source"].task) == {"bpb_target", "bpb_english"}
-    assert (cells.value > 0).all() and (cells.model_sha256.str.len() == 64).all()
-    assert (tiny_run / "results/report/tables.md").read_text().count("| salt |") == 4
+    assert set(df[df.stage == "source"].task) == eval_tasks
+    assert (cells[cells.task == "bpb_target"].value > 0).all() and (cells.model_sha256.str.len() == 64).all()
+    accuracy = cells[cells.metric == "acc"].value
+    assert len(accuracy) == 3 * 3 * 2 * 3 and accuracy.between(0, 1).all()
+    assert (tiny_run / "results/report/tables.md").read_text().count("| salt |") >= 4
+    assert any((tiny_run / "results/report/plots").glob("layers_*.png"))
     assert any((tiny_run / "results/report/plots").glob("loss_*.png"))
     for sidecar in (
         "results/fit/tiny/es-t5/salt/embeddings.safetensors.meta.json",
