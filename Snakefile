@@ -13,10 +13,11 @@
 #   results/fit/{llm}/{plm}/{method}/embeddings.safetensors   fitted rows (+ fit.json)
 #   results/init/{llm}/{plm}/{method}/model/             transferred model before training
 #   results/cpt/{llm}/{plm}/{method}/model/              after continual pretraining (+ train_log.csv)
-#   results/eval/{init,cpt}/{llm}/{plm}/{method}/{task}.json
+#   results/eval/{init,cpt}/{llm}/{plm}/{method}/{task}.json  (alignment.json: word/sentence
+#                                                        retrieval and CKA per layer)
 #   results/eval/source/{llm}/{lang}/{task}.json         the untouched source LLM, for reference
 #   results/tasks/{lang}/                                  the demo's lm-eval tasks (YAML + JSONL)
-#   results/analysis/{init,cpt}/{llm}/{plm}/{method}.json  word/sentence retrieval, CKA per layer
+#   results/analysis/source/{llm}/{lang}/states.safetensors  the source LLM's English states
 #   results/report/{results.csv,tables.md,plots/}
 
 

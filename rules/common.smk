@@ -27,6 +27,9 @@ EVAL_TASKS = [
     *config["evaluate"]["lm_eval_tasks"],
 ]
 ANALYSIS = config["analysis"]["enabled"]
+# Transferred models also get the alignment analyses, as one more task of their evaluate job (one
+# model load per model); the untouched source LLM gets EVAL_TASKS only.
+CELL_EVAL_TASKS = [*EVAL_TASKS, *(["alignment"] if ANALYSIS else [])]
 PLM_LANGS = sorted({spec["language"] for spec in config["plms"].values()})
 
 # What each method reads besides the source LLM (kept in step with the registry by a unit test).
@@ -255,14 +258,28 @@ def demo_task_files(lang):
     ]
 
 
+def _is_cell(wildcards):
+    return hasattr(
+        wildcards, "method"
+    )  # evaluate (a transferred model), not evaluate_source
+
+
 def eval_inputs(wildcards):
-    """Texts of the bits-per-byte tasks and, with demo tasks, their lm-eval YAML."""
+    """Texts of the bits-per-byte tasks; with demo tasks their lm-eval YAML; for transferred models
+    with analyses on, what the alignment task compares them with."""
     lang = _eval_lang(wildcards)
     inputs = {"bpb_target": corpus_split(lang, "test")}
     if ENGLISH:
         inputs["bpb_english"] = corpus_split(ENGLISH, "test")
     if DEMO_TASKS:
         inputs["demo_tasks"] = demo_task_files(lang)
+    if ANALYSIS and _is_cell(wildcards):
+        inputs.update(
+            source=llm_dir(wildcards),
+            parallel=f"data/corpora/{lang}/parallel.test.tsv",
+            lexicon=lexicon_path(lang),
+            states=f"results/analysis/source/{wildcards.llm}/{lang}/states.safetensors",
+        )
     return inputs
 
 
@@ -291,6 +308,13 @@ def eval_flags(wildcards, input):
         flags.append(f"--lm-eval-limit {ev['lm_eval_limit']}")
     if ev["num_fewshot"] is not None:
         flags.append(f"--num-fewshot {ev['num_fewshot']}")
+    if ANALYSIS and _is_cell(wildcards):
+        flags += [
+            "--task alignment=alignment",
+            f"--source-model {input.source} --parallel {input.parallel}",
+            f"--lexicon {input.lexicon} --source-states {input.states}",
+            source_states_flags(wildcards),
+        ]
     return " ".join(flags)
 
 
@@ -322,23 +346,8 @@ def lexicon_flags(wildcards):
     return f"--target {corpus['source']} --english {corpus['parallel_english']}"
 
 
-def analysis_inputs(wildcards):
-    lang = plm_language(wildcards)
-    return {
-        "model": f"results/{wildcards.stage}/{wildcards.llm}/{wildcards.plm}/{wildcards.method}/model",
-        "source": llm_dir(wildcards),
-        "parallel": f"data/corpora/{lang}/parallel.test.tsv",
-        "lexicon": lexicon_path(lang),
-        "states": f"results/analysis/source/{wildcards.llm}/{lang}/states.safetensors",
-    }
-
-
 def source_states_flags(wildcards):
     return f"--max-sentences {config['analysis']['max_sentences']}"
-
-
-def analysis_flags(wildcards):
-    return f"{source_states_flags(wildcards)} --seed {config['seed']}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +363,7 @@ def all_eval_jsons():
         f"results/eval/{stage}/{llm}/{plm}/{method}/{task}.json"
         for llm, plm, method in cells()
         for stage in ("init", "cpt")
-        for task in EVAL_TASKS
+        for task in CELL_EVAL_TASKS
     ]
     if config["evaluate"]["source_baseline"]:
         langs = sorted({config["plms"][p]["language"] for p in PLMS})
@@ -365,16 +374,6 @@ def all_eval_jsons():
             for task in EVAL_TASKS
         ]
     return files
-
-
-def all_analysis_jsons():
-    if not ANALYSIS:
-        return []
-    return [
-        f"results/analysis/{stage}/{llm}/{plm}/{method}.json"
-        for llm, plm, method in cells()
-        for stage in ("init", "cpt")
-    ]
 
 
 def all_train_logs():

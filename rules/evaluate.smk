@@ -1,5 +1,6 @@
 # Evaluation of every model before (init) and after (cpt) continual pretraining, and of each
-# untouched source LLM as a reference. One job per model writes one JSON per task.
+# untouched source LLM as a reference. One job per model writes one JSON per task; with analyses
+# on, the transferred models' jobs also write alignment.json (Conneau, Wu et al. 2020).
 
 
 rule build_tasks:
@@ -34,7 +35,7 @@ rule evaluate:
     output:
         expand(
             "results/eval/{{stage}}/{{llm}}/{{plm}}/{{method}}/{task}.json",
-            task=EVAL_TASKS,
+            task=CELL_EVAL_TASKS,
         ),
     log:
         "logs/eval/{stage}/{llm}/{plm}/{method}.log",

@@ -5,7 +5,6 @@
 rule report:
     input:
         evals=all_eval_jsons(),
-        analyses=all_analysis_jsons(),
         logs=all_train_logs(),
     output:
         csv="results/report/results.csv",
@@ -19,4 +18,4 @@ rule report:
         flags=report_flags,
         out_dir=parent_of_first,
     shell:
-        "salt-transfer report --no-progress {params.flags} --out-dir {params.out_dir} {input.evals} {input.analyses} > {log} 2>&1"
+        "salt-transfer report --no-progress {params.flags} --out-dir {params.out_dir} {input.evals} > {log} 2>&1"

@@ -1,10 +1,12 @@
 """Cross-lingual alignment analyses of Conneau, Wu et al., "Emerging Cross-lingual Structure in
 Pretrained Language Models" (ACL 2020, §5), applied to transferred models.
 
-Usage:
+Usage (standalone; the workflow runs the same computation as the `alignment` task of
+`salt-transfer evaluate`, on the weights that job has already loaded):
     salt-transfer analyze --model results/cpt/smollm2-135m/es-bert/salt/model --source-model data/models/smollm2-135m \
-        --parallel data/corpora/es/parallel.test.tsv --lexicon results/lexicon/es/lexicon.tsv \
-        --out results/analysis/cpt/smollm2-135m/es-bert/salt.json
+        --parallel data/corpora/es/parallel.test.tsv --lexicon data/corpora/es/lexicon.tsv \
+        --source-states results/analysis/source/smollm2-135m/es/states.safetensors \
+        --out results/eval/cpt/smollm2-135m/es-bert/salt/alignment.json
 
 Three measurements between the transferred model on target-language text and the source LLM on
 English (paper-notes §3.5):
@@ -244,25 +246,29 @@ def source_states(
     return {"layers": states.shape[0], "sentences": len(pairs)}
 
 
-def analyze(
+def alignment_record(
+    model,
+    tok,
     model_dir: str | Path,
     source_model: str | Path,
     parallel: str | Path,
     lexicon: str | Path,
     source_states_path: str | Path,
-    out: str | Path,
     max_sentences: int = 0,
     seed: int = 0,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Word retrieval, per-layer sentence retrieval and CKA for one transferred model; write JSON."""
+    """Word retrieval, per-layer sentence retrieval and CKA for one loaded transferred model.
+
+    `model`/`tok` are the model in `model_dir`, already loaded (evaluate runs this next to its other
+    tasks on the same weights). Returns the record `analyze` writes.
+    """
     from safetensors.torch import load_file
 
     from .models import embedding_layout
 
     t0 = time.perf_counter()
     model_dir = Path(model_dir)
-    model, tok = _load(model_dir, device)
     src_tok = load_tokenizer(source_model)
 
     # Words: single-token on both sides; identical strings are left out (they measure copying of
@@ -281,9 +287,17 @@ def analyze(
             torch.tensor([en_ids[e] for e in english])
         )
         words.update(word_retrieval(tgt_rows, en_rows, gold, seed=seed))
+    else:
+        LOG.warning(
+            "lexicon %s: %d pairs are one token on both sides (4 needed): no word retrieval",
+            lexicon,
+            len(queries),
+        )
 
     # Sentences: the cached English states of the source LLM against the transferred model's.
     pairs_s = read_parallel(parallel)[: max_sentences or None]
+    if not Path(source_states_path).is_file():
+        raise InputError(f"source states {source_states_path}: no such file (run source-states first)")
     en_states = load_file(str(source_states_path))["states"]
     if en_states.shape[1] != len(pairs_s):
         raise InputError(
@@ -297,7 +311,8 @@ def analyze(
             f"LLM's {tuple(en_states.shape)}; is {source_model} the model it was transferred from?"
         )
     per_layer = layerwise(tgt_states, en_states)
-    record = {
+    return {
+        "kind": "alignment",
         "words": words,
         "sentences": {"n": len(pairs_s), **per_layer},
         "summary": {
@@ -311,7 +326,42 @@ def analyze(
         },
         "model": str(model_dir),
         "model_sha256": sha256_tree(model_dir),
+        "inputs_sha256": {
+            "source_model": sha256_tree(source_model),
+            "parallel": sha256_tree(parallel),
+            "lexicon": sha256_tree(lexicon),
+            "source_states": sha256_tree(source_states_path),
+        },
+        "max_sentences": max_sentences,
+        "seed": seed,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def analyze(
+    model_dir: str | Path,
+    source_model: str | Path,
+    parallel: str | Path,
+    lexicon: str | Path,
+    source_states_path: str | Path,
+    out: str | Path,
+    max_sentences: int = 0,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Load the model in `model_dir`, compute `alignment_record` and write it to `out` (JSON)."""
+    model, tok = _load(Path(model_dir), device)
+    record = alignment_record(
+        model,
+        tok,
+        model_dir,
+        source_model,
+        parallel,
+        lexicon,
+        source_states_path,
+        max_sentences=max_sentences,
+        seed=seed,
+        device=device,
+    )
     write_json_atomic(out, record)
     return record

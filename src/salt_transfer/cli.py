@@ -264,8 +264,20 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import evaluate_model
+    from .evaluate import AlignmentInputs, evaluate_model
 
+    given = [args.source_model, args.parallel, args.lexicon, args.source_states]
+    if any(given) and not all(given):
+        raise InputError(
+            "the alignment task needs all of --source-model, --parallel, --lexicon, --source-states"
+        )
+    alignment = (
+        AlignmentInputs(
+            args.source_model, args.parallel, args.lexicon, args.source_states, args.max_sentences
+        )
+        if all(given)
+        else None
+    )
     records = evaluate_model(
         args.model,
         args.task,
@@ -279,6 +291,7 @@ def cmd_evaluate(args) -> None:
         num_fewshot=args.num_fewshot,
         batch_size=args.batch_size,
         seed=args.seed,
+        alignment=alignment,
     )
     for name, rec in records.items():
         LOG.info("%s: %s", name, {k: round(v, 4) for k, v in rec["metrics"].items()})
@@ -729,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         parents=[common],
         formatter_class=_formatter,
-        help="evaluate a model (bits per byte on held-out text)",
+        help="evaluate a model: bits per byte, lm-eval tasks, alignment analyses",
         description="Write OUT_DIR/NAME.json per task, with the model's and the text's sha256.",
     )
     p.add_argument("--model", required=True, help="model directory")
@@ -737,8 +750,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         action="append",
         required=True,
-        metavar="NAME=KIND:PATH",
-        help="task, repeatable; KIND bpb scores the text file PATH in bits per byte",
+        metavar="NAME=KIND[:ARG]",
+        help="task, repeatable: NAME=bpb:PATH scores the text file PATH in bits per byte; "
+        "NAME=lm-eval:TASK runs an lm-evaluation-harness task; NAME=alignment runs word/sentence "
+        "retrieval and CKA per layer against the source LLM (needs the alignment options below)",
     )
     p.add_argument("--out-dir", required=True, help="directory for NAME.json files")
     p.add_argument(
@@ -762,7 +777,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-fewshot", type=int, help="few-shot examples for lm-eval tasks (default: the task's)"
     )
     p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="lm-eval's random seeds (default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="lm-eval's random seeds and the lexicon's train/test split (default: %(default)s)",
+    )
+    group = p.add_argument_group("alignment task (Conneau, Wu et al. 2020)")
+    group.add_argument("--source-model", help="the source LLM the model was transferred from")
+    group.add_argument("--parallel", help="parallel.test.tsv (target and English sentences)")
+    group.add_argument("--lexicon", help="lexicon TSV (target word, English word)")
+    group.add_argument("--source-states", help="states.safetensors from source-states (same --max-sentences)")
+    group.add_argument(
+        "--max-sentences", type=int, default=0, help="use the first N pairs (0: all; default: %(default)s)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(

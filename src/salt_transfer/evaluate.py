@@ -14,8 +14,11 @@ document as fits in `seq_len` (lm-eval's rolling windows). Lines are documents.
 
 Downstream tasks run through lm-evaluation-harness (`--task NAME=lm-eval:TASK`): registry tasks
 such as `hellaswag_de` or `mlqa_de_en` (paper config), or task YAML from `--include-path` folders
-(the demo's tasks, `salt_transfer.tasks`). Each task writes `<out-dir>/<task>.json` with its metric
-values and the sha256 of the model directory and of the evaluated text or task data.
+(the demo's tasks, `salt_transfer.tasks`). `--task NAME=alignment` runs the cross-lingual alignment
+analyses (`salt_transfer.analysis`) on the same loaded weights: one process per model instead of
+two, which the demo's time budget needs (about 8 s of imports and loading per process on 2 cores).
+Each task writes `<out-dir>/<task>.json` with its metric values and the sha256 of the model
+directory and of the evaluated text or task data.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,18 @@ from .provenance import sha256_tree, write_json_atomic
 
 LOG = logging.getLogger(__name__)
 
-TASK_KINDS = ("bpb", "lm-eval")
+TASK_KINDS = ("bpb", "lm-eval", "alignment")
+
+
+@dataclass(frozen=True)
+class AlignmentInputs:
+    """What the `alignment` task compares the model with (see `salt_transfer.analysis`)."""
+
+    source_model: str
+    parallel: str
+    lexicon: str
+    source_states: str
+    max_sentences: int = 0
 
 
 def select_text(lines: list[str], max_bytes: int) -> list[str]:
@@ -111,11 +126,13 @@ def bits_per_byte(
 
 
 def parse_task(spec: str) -> tuple[str, str, str]:
-    """`NAME=bpb:PATH` or `NAME=lm-eval:TASK` -> (name, kind, path or lm-eval task name)."""
+    """`NAME=bpb:PATH`, `NAME=lm-eval:TASK` or `NAME=alignment` -> (name, kind, path, task or "")."""
     name, sep, rest = spec.partition("=")
     kind, sep2, arg = rest.partition(":")
+    if kind == "alignment" and name and not arg:
+        return name, kind, ""
     if not (sep and sep2 and name and arg) or kind not in TASK_KINDS:
-        raise InputError(f"--task {spec!r}: write NAME=bpb:PATH or NAME=lm-eval:TASK")
+        raise InputError(f"--task {spec!r}: write NAME=bpb:PATH, NAME=lm-eval:TASK or NAME=alignment")
     return name, kind, arg
 
 
@@ -208,6 +225,7 @@ def evaluate_model(
     num_fewshot: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
+    alignment: AlignmentInputs | None = None,
 ) -> dict[str, dict]:
     """Run every task on one model; write `<out_dir>/<task>.json` each; return the records."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -216,9 +234,13 @@ def evaluate_model(
     if not (model_dir / "config.json").is_file():
         raise InputError(f"model {model_dir}: not a model directory (no config.json)")
     parsed = [parse_task(t) for t in tasks]
-    for _, kind, path in parsed:
+    for name, kind, path in parsed:
         if kind == "bpb" and not Path(path).is_file():
             raise InputError(f"task text {path}: no such file")
+        if kind == "alignment" and alignment is None:
+            raise InputError(
+                f"--task {name}=alignment needs --source-model, --parallel, --lexicon and --source-states"
+            )
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
@@ -271,6 +293,25 @@ def evaluate_model(
                 "text_sha256": sha256_tree(data[0]) if data else "",
                 "seconds": round(time.perf_counter() - t0, 2),
             }
+    for name, kind, _ in parsed:
+        if kind != "alignment":
+            continue
+        from .analysis import alignment_record
+
+        record = alignment_record(
+            model,
+            tokenizer,
+            model_dir,
+            alignment.source_model,
+            alignment.parallel,
+            alignment.lexicon,
+            alignment.source_states,
+            max_sentences=alignment.max_sentences,
+            seed=seed,
+            device=str(dev),
+        )
+        summary = {k: float(v) for k, v in record["summary"].items() if v is not None}
+        records[name] = {"task": name, **record, "metrics": summary, "device": str(dev)}
     for name, record in records.items():
         write_json_atomic(Path(out_dir) / f"{name}.json", record)
     return records

@@ -3,11 +3,12 @@
 Usage:
     salt-transfer report --grid grid.json --out-dir results/report results/eval/*/.../*.json
 
-Inputs are the evaluation and analysis JSONs the workflow lists explicitly; their place in the
-results tree says which cell they belong to:
+Inputs are the evaluation JSONs the workflow lists explicitly; their place in the results tree
+says which cell they belong to:
     results/eval/{stage}/{llm}/{plm}/{method}/{task}.json    stage in init, cpt
     results/eval/source/{llm}/{lang}/{task}.json               the untouched source LLM (reference)
-    results/analysis/{stage}/{llm}/{plm}/{method}.json         word/sentence retrieval, CKA per layer
+An `alignment` record (kind "alignment": word/sentence retrieval, CKA per layer) becomes rows of the
+tasks word_retrieval, sentence_retrieval and cka.
 and the grid file maps each PLM to its language and architecture. Outputs:
   results.csv  one row per (llm, plm, method, stage, task, metric) with the value and the sha256 of
                the model directory, the evaluated text and the fitted embeddings it came from;
@@ -50,19 +51,8 @@ COLUMNS = [
 ]
 
 
-def analysis_cell(path: Path) -> dict[str, str] | None:
-    """Grid coordinates of results/analysis/{stage}/{llm}/{plm}/{method}.json (None for other paths)."""
-    parts = path.parts
-    if "analysis" not in parts:
-        return None
-    rest = parts[len(parts) - parts[::-1].index("analysis") :]
-    if len(rest) != 4:
-        raise InputError(f"{path}: expected results/analysis/STAGE/LLM/PLM/METHOD.json")
-    return {"stage": rest[0], "llm": rest[1], "plm": rest[2], "method": Path(rest[3]).stem}
-
-
 def analysis_metrics(record: dict) -> list[tuple[str, str, float]]:
-    """(task, metric, value) rows of one analysis JSON; per-layer values as metrics layer_00, ..."""
+    """(task, metric, value) rows of one alignment record; per-layer values as metrics layer_00, ..."""
     rows = []
     words = record.get("words", {})
     for key in ("p1_nn", "p1_csls", "p1_nn_procrustes", "p1_csls_procrustes"):
@@ -89,7 +79,7 @@ def cell_of(path: Path) -> dict[str, str]:
     try:
         i = len(parts) - 1 - parts[::-1].index("eval")
     except ValueError as exc:
-        raise InputError(f"{path}: not under a results/eval/ or results/analysis/ directory") from exc
+        raise InputError(f"{path}: not under a results/eval/ directory") from exc
     rest = parts[i + 1 :]
     if len(rest) == 4 and rest[0] == "source":
         return {
@@ -111,24 +101,28 @@ def cell_of(path: Path) -> dict[str, str]:
     raise InputError(f"{path}: expected results/eval/STAGE/LLM/PLM/METHOD/TASK.json")
 
 
-def _embeddings_sha(results_root: Path, cell: dict[str, str]) -> str:
+def _embeddings_sha(results_root: Path, cell: dict[str, str], known: dict[Path, str]) -> str:
+    """sha256 of the cell's fitted embeddings; `known` memoizes it (one cell has many rows)."""
     if cell["stage"] == "source":
         return ""
     emb = results_root / "fit" / cell["llm"] / cell["plm"] / cell["method"] / "embeddings.safetensors"
-    return sha256_file(emb) if emb.is_file() else ""
+    if emb not in known:
+        known[emb] = sha256_file(emb) if emb.is_file() else ""
+    return known[emb]
 
 
 def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
     rows = []
     plms = grid.get("plms", {})
+    hashes: dict[Path, str] = {}
     for p in map(Path, eval_jsons):
         if not p.is_file():
             raise InputError(f"evaluation {p}: no such file")
         record = json.loads(p.read_text())
-        cell = analysis_cell(p)
-        if cell is not None:
-            meta = plms.get(cell["plm"], {})
-            root = p.parents[p.parts[::-1].index("analysis")]
+        cell = cell_of(p)
+        results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
+        meta = plms.get(cell["plm"], {})
+        if record.get("kind") == "alignment":  # one record, many (task, metric) rows
             for task, metric, value in analysis_metrics(record):
                 rows.append(
                     {
@@ -139,15 +133,12 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                         "language": meta.get("language", ""),
                         "architecture": meta.get("architecture", ""),
                         "model_sha256": record.get("model_sha256", ""),
-                        "text_sha256": "",
-                        "embeddings_sha256": _embeddings_sha(root, cell),
+                        "text_sha256": record.get("inputs_sha256", {}).get("parallel", ""),
+                        "embeddings_sha256": _embeddings_sha(results_root, cell, hashes),
                         "source_json": str(p),
                     }
                 )
             continue
-        cell = cell_of(p)
-        results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
-        meta = plms.get(cell["plm"], {})
         language = cell.pop("language", meta.get("language", ""))
         for metric, value in record["metrics"].items():
             rows.append(
@@ -159,7 +150,7 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                     "value": value,
                     "model_sha256": record.get("model_sha256", ""),
                     "text_sha256": record.get("text_sha256", ""),
-                    "embeddings_sha256": _embeddings_sha(results_root, cell),
+                    "embeddings_sha256": _embeddings_sha(results_root, cell, hashes),
                     "source_json": str(p),
                 }
             )

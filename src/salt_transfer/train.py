@@ -218,16 +218,22 @@ def _make_callbacks(args: TrainArguments, stop_flag: dict[str, Any]):
                 entry["tokens_per_s"] = (seen - self.last[1]) / (now - self.last[0])
             self.last = (now, seen)
 
-    class Preemption(TrainerCallback):
-        """After SIGTERM/SIGUSR1: save a checkpoint at the end of this step and stop."""
+    class Checkpointing(TrainerCallback):
+        """After SIGTERM/SIGUSR1: save a checkpoint at the end of this step and stop.
+
+        At the last step, no checkpoint: the Trainer would write one (weights + optimizer state,
+        3x the model) that `train` deletes a moment later, once the final model is written.
+        """
 
         def on_step_end(self, _args, state, control, **kwargs):
             if stop_flag["signal"] is not None:
                 control.should_save = True
                 control.should_training_stop = True
+            elif state.global_step >= state.max_steps:
+                control.should_save = False
             return control
 
-    return [Phases(), Throughput(), Preemption()]
+    return [Phases(), Throughput(), Checkpointing()]
 
 
 def _training_arguments(args: TrainArguments, use_cpu: bool, bf16: bool, progress: bool):

@@ -61,7 +61,8 @@ def test_demo_dry_run_lists_the_demo_grid(tmp_path):
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout)
     assert counts["fit"] == counts["transplant"] == counts["pretrain"] == 1 * 3 * 6
-    assert counts["evaluate"] == counts["analyze"] == 2 * 18 and counts["train_standin_plm"] == 3
+    assert counts["evaluate"] == 2 * 18 and counts["train_standin_plm"] == 3
+    assert counts["source_states"] == 1 and "analyze" not in counts  # alignment runs inside evaluate
 
 
 def test_paper_dry_run_lists_the_full_grid_offline(tmp_path):

@@ -19,6 +19,7 @@ from salt_transfer.analysis import (
     word_retrieval,
 )
 from salt_transfer.corpora import fetch_parallel, lexicon_from_markup
+from salt_transfer.evaluate import AlignmentInputs, evaluate_model
 
 
 def test_cka_identity_and_invariances():
@@ -101,6 +102,19 @@ def test_analyze_end_to_end_on_a_tiny_model(source_tied, tmp_path):
     assert saved["sentences"]["n"] == 12 and len(saved["sentences"]["cka"]) == 3
     assert all(0 <= v <= 1 for v in saved["sentences"]["sentence_p1"])
     assert record["summary"]["cka_mean"] == pytest.approx(sum(saved["sentences"]["cka"]) / 3)
+    # The same computation as the `alignment` task of evaluate, on the weights it has loaded.
+    via_evaluate = evaluate_model(
+        source_tied,
+        ["alignment=alignment"],
+        tmp_path / "eval",
+        progress=False,
+        alignment=AlignmentInputs(
+            str(source_tied), str(par), str(lexicon), str(tmp_path / "states.safetensors"), 12
+        ),
+    )["alignment"]
+    assert via_evaluate["kind"] == "alignment" and via_evaluate["sentences"] == record["sentences"]
+    assert via_evaluate["metrics"]["cka_mean"] == pytest.approx(record["summary"]["cka_mean"])
+    assert json.loads((tmp_path / "eval" / "alignment.json").read_text())["words"] == record["words"]
     with pytest.raises(Exception, match="sentences"):
         analyze(
             source_tied,

@@ -64,7 +64,9 @@ def test_evaluate_model_writes_one_json_per_task(source_tied, tmp_path):
     saved = json.loads((tmp_path / "out" / "a.json").read_text())
     assert saved["metrics"]["bpb"] > 0 and saved["model_sha256"] and saved["text_sha256"]
     assert records["a"]["metrics"] == records["b"]["metrics"]
-    with pytest.raises(InputError, match="NAME=KIND:PATH"):
+    with pytest.raises(InputError, match="NAME=bpb:PATH"):
         evaluate_model(source_tied, ["oops"], tmp_path / "out")
+    with pytest.raises(InputError, match="needs --source-model"):
+        evaluate_model(source_tied, ["align=alignment"], tmp_path / "out")
     with pytest.raises(InputError, match="no such file"):
         evaluate_model(source_tied, [f"a=bpb:{tmp_path / 'none.txt'}"], tmp_path / "out")

@@ -97,11 +97,12 @@ def test_analysis_rows_and_layer_plots(tmp_path):
     for stage in ("init", "cpt"):
         for plm in GRID["plms"]:
             for method in GRID["methods"]:
-                path = tmp_path / "results" / "analysis" / stage / "llm" / plm / f"{method}.json"
+                path = tmp_path / "results" / "eval" / stage / "llm" / plm / method / "alignment.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(
                     json.dumps(
                         {
+                            "kind": "alignment",
                             "words": {
                                 "p1_nn": 0.1,
                                 "p1_csls": 0.2,
