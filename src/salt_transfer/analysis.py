@@ -257,11 +257,13 @@ def alignment_record(
     max_sentences: int = 0,
     seed: int = 0,
     device: str = "cpu",
+    model_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Word retrieval, per-layer sentence retrieval and CKA for one loaded transferred model.
 
     `model`/`tok` are the model in `model_dir`, already loaded (evaluate runs this next to its other
-    tasks on the same weights). Returns the record `analyze` writes.
+    tasks on the same weights). Returns the record `analyze` writes. `model_sha256`, when the caller
+    has already hashed `model_dir` (evaluate has), saves hashing it again (~0.2 s per 100 MB).
     """
     from safetensors.torch import load_file
 
@@ -325,7 +327,7 @@ def alignment_record(
             "cka_mean": sum(per_layer["cka"]) / len(per_layer["cka"]),
         },
         "model": str(model_dir),
-        "model_sha256": sha256_tree(model_dir),
+        "model_sha256": model_sha256 or sha256_tree(model_dir),
         "inputs_sha256": {
             "source_model": sha256_tree(source_model),
             "parallel": sha256_tree(parallel),

@@ -309,6 +309,7 @@ def evaluate_model(
             max_sentences=alignment.max_sentences,
             seed=seed,
             device=str(dev),
+            model_sha256=model_sha,
         )
         summary = {k: float(v) for k, v in record["summary"].items() if v is not None}
         records[name] = {"task": name, **record, "metrics": summary, "device": str(dev)}
