@@ -239,6 +239,10 @@ def cmd_train(args) -> int:
     from .train import PREEMPTED_EXIT, Preempted, TrainArguments, train
 
     values = _dataclass_values(TrainArguments, args)
+    if args.launch == "auto" and values.get("device", "auto") != "cpu":
+        status = _launch_distributed(args, values, PREEMPTED_EXIT)
+        if status is not None:
+            return status
     try:
         metrics = train(TrainArguments(**values), progress=_progress(args))
     except Preempted as exc:
@@ -261,6 +265,28 @@ def cmd_train(args) -> int:
         metrics["final_loss"] or float("nan"),
     )
     return 0
+
+
+def _launch_distributed(args, values: dict, preempted_exit: int) -> int | None:
+    """Rerun `train` under torchrun when this job has several GPUs; None: train in this process."""
+    import torch
+
+    from .launch import plan_from_env, run_distributed, torchrun_command
+    from .provenance import write_json_atomic
+
+    plan = plan_from_env(os.environ, torch.cuda.device_count())
+    if not plan.distributed:
+        return None
+    # The workers read the resolved arguments from a file rather than a re-quoted command line.
+    args_file = Path(values["scratch_dir"]) / "launch_args.json"
+    write_json_atomic(args_file, values)
+    argv = ["--args-json", str(args_file), "--launch", "none"]
+    argv += ["--no-progress"] if args.no_progress else []
+    argv += ["-q"] if args.quiet else ["-v"] if args.verbose else []
+    argv += ["--threads", str(args.threads)] if args.threads else []
+    argv += ["--config-hash", args.config_hash] if args.config_hash else []
+    LOG.info("%d GPUs (from %s): launching torchrun", plan.nproc_per_node, plan.source)
+    return run_distributed(torchrun_command(plan, argv), preempted_exit)
 
 
 def cmd_evaluate(args) -> None:
@@ -735,6 +761,14 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGUSR1 save a checkpoint and exit with status 3.",
     )
     p.add_argument("--args-json", help="JSON file with any of the arguments below (flags override it)")
+    p.add_argument(
+        "--launch",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto: with several GPUs on this node (SLURM_GPUS_ON_NODE, CUDA_VISIBLE_DEVICES or "
+        "torch's count), rerun under torchrun, one process per GPU; none: train in this process "
+        "(default: %(default)s)",
+    )
     _add_dataclass_arguments(p, TrainArguments)
     p.set_defaults(func=cmd_train)
 

@@ -4,13 +4,15 @@ Usage:
     salt-transfer train --model results/init/smollm2/es-bert/salt/model --train-file data/corpora/es/train.txt \
         --output-dir results/cpt/smollm2/es-bert/salt/model --log-csv results/cpt/smollm2/es-bert/salt/train_log.csv \
         --scratch-dir scratch/cpt/smollm2/es-bert/salt --max-steps 2000
-    torchrun --standalone --nproc-per-node 4 -m salt_transfer train ...      # one node, 4 GPUs
+    salt-transfer train ...   # on a node with 4 GPUs: reruns itself under torchrun, one process per GPU
+    torchrun --standalone --nproc-per-node 4 -m salt_transfer train --launch none ...   # the same, by hand
     salt-transfer train --args-json train_args.json                          # arguments from a JSON file
 
 Built on transformers' Trainer in the style of `run_clm.py`: the target text is tokenized with the
 model's (target) tokenizer, documents are joined with the eos token and packed into blocks of
 `--seq-len` tokens (the remainder is dropped, as run_clm's `group_texts` does). Held-out text is
-never read here; evaluation is `salt-transfer evaluate`.
+never read here; evaluation is `salt-transfer evaluate`. How many processes train (one per GPU of
+the node, counted from SLURM's environment when present) is decided by `salt_transfer.launch`.
 
 Resumability: checkpoints (weights, optimizer, scheduler, RNG states, data position) go every
 `--save-steps` to `--scratch-dir`, which is deliberately *not* a workflow output (Snakemake deletes
