@@ -11,7 +11,9 @@ architecture the SALT paper compares (Encoder, Decoder, Encoder-Decoder; paper Â
   encoder-decoder  T5-style: SentencePiece unigram tokenizer with sentinels, T5ForConditionalGeneration,
                    span-corruption objective (15% of tokens in spans of mean length 3)
 
-They are stand-ins, not the paper's PLMs: minutes of CPU training on a few MB of text give
+The tokenizers are deterministic (same corpus, same bytes in any process): WordPiece pieces are
+learned with the BPE trainer and unigram pieces with SentencePiece, because HF's own WordPiece and
+Unigram trainers are not (see `_wordpiece`, `_unigram`). They are stand-ins, not the paper's PLMs: minutes of CPU training on a few MB of text give
 embeddings with real but weak distributional structure. On a cluster the config names hub PLMs
 instead and this command is not used.
 """
@@ -53,19 +55,12 @@ class PlmOptions:
 
 def train_tokenizer(arch: str, lines: list[str], vocab_size: int):
     """A fresh tokenizer of the family each architecture uses in practice."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     if arch == "encoder":
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(
-            lines,
-            trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False),
-        )
+        tok = _wordpiece(lines, vocab_size, specials)
         cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -102,18 +97,7 @@ def train_tokenizer(arch: str, lines: list[str], vocab_size: int):
         )
     if arch == "encoder-decoder":
         sentinels = [f"<extra_id_{i}>" for i in range(N_SENTINELS)]
-        tok = Tokenizer(models.Unigram())
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
-        tok.decoder = decoders.Metaspace()
-        tok.train_from_iterator(
-            lines,
-            trainers.UnigramTrainer(
-                vocab_size=vocab_size,
-                unk_token="<unk>",
-                special_tokens=["<pad>", "</s>", "<unk>", *sentinels],
-                show_progress=False,
-            ),
-        )
+        tok = _unigram(lines, vocab_size, ["<pad>", "</s>", "<unk>", *sentinels])
         eos = tok.token_to_id("</s>")
         tok.post_processor = processors.TemplateProcessing(
             single="$A </s>", pair="$A </s> $B:1 </s>:1", special_tokens=[("</s>", eos)]
@@ -284,3 +268,86 @@ def train_standin_plm(
         tok.save_pretrained(tmp)
         (tmp / "train_plm.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+# Word-start mark for learning WordPiece pieces with the BPE trainer: a private-use character, so
+# it cannot collide with corpus text.
+_WORD_START = "\ue000"
+
+
+def _wordpiece(lines: list[str], vocab_size: int, specials: list[str]):
+    """A cased BERT WordPiece tokenizer, learned deterministically.
+
+    HF's WordPieceTrainer is not deterministic (huggingface/tokenizers#1794: the ids of its "##"
+    pieces follow hash-map order and break ties between merges), and a stand-in PLM that changes
+    between runs would change every hash downstream. Its BPE trainer is deterministic, so the pieces
+    are learned with BPE on words that carry a word-start mark and then written as a WordPiece
+    vocabulary: a piece with the mark starts a word ("de"), one without continues it ("##ciÃ³n").
+    Every character is kept in both roles, so no word of the corpus maps to [UNK].
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizer
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.BertPreTokenizer(),
+            pre_tokenizers.Metaspace(replacement=_WORD_START, prepend_scheme="always", split=False),
+        ]
+    )
+    bpe.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False))
+    learned = sorted(bpe.get_vocab().items(), key=lambda item: item[1])  # alphabet, then merges
+    chars = [t for t, _ in learned if len(t) == 1 and t != _WORD_START]
+    pieces = [*specials, *chars, *(f"##{c}" for c in chars)]
+    for token, _ in learned:
+        if len(token) > 1:
+            pieces.append(token[1:] if token.startswith(_WORD_START) else f"##{token}")
+    vocab: dict[str, int] = {}
+    for piece in pieces:
+        if piece and piece != "##" and piece not in vocab and len(vocab) < vocab_size:
+            vocab[piece] = len(vocab)
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(specials)  # whole tokens, never split (they are already in the vocabulary)
+    return tok
+
+
+def _unigram(lines: list[str], vocab_size: int, specials: list[str]):
+    """A T5-style unigram tokenizer learned by SentencePiece itself (one thread: deterministic).
+
+    HF's UnigramTrainer is not deterministic (piece order and scores to ~1e-3 vary between runs),
+    so the pieces and scores come from the `sentencepiece` trainer, as T5's own vocabulary did,
+    with identity normalization (the text is already clean) and full character coverage.
+    """
+    import io
+
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([line for line in lines if line.strip()]),
+        model_writer=proto,
+        model_type="unigram",
+        vocab_size=vocab_size - len(specials) + 1,  # + its own <unk>, which ours replaces
+        hard_vocab_limit=False,  # a small corpus may support fewer pieces
+        normalization_rule_name="identity",
+        character_coverage=1.0,
+        num_threads=1,
+        unk_id=0,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        minloglevel=2,
+    )
+    sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+    vocab = [(piece, 0.0) for piece in specials]
+    vocab += [(sp.id_to_piece(i), sp.get_score(i)) for i in range(1, sp.get_piece_size())]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=specials.index("<unk>"), byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.add_special_tokens(specials)
+    return tok

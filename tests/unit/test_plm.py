@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -39,3 +42,23 @@ def test_bad_arch_and_tiny_corpus(tmp_path):
         train_standin_plm("rnn", tmp_path / "c.txt", tmp_path / "m", TINY)
     with pytest.raises(InputError, match="too little"):
         train_standin_plm("decoder", tmp_path / "c.txt", tmp_path / "m", TINY)
+
+
+@pytest.mark.parametrize("arch", ["encoder", "decoder", "encoder-decoder"])
+def test_tokenizers_are_identical_across_processes(arch, es_corpus):
+    """The tokenizers' hash maps are seeded per process, so determinism is checked in two fresh
+    processes (HF's WordPiece and Unigram trainers failed this: tokenizers#1794)."""
+    script = textwrap.dedent(
+        f"""
+        import hashlib
+        from salt_transfer.plm import train_tokenizer
+        lines = open({str(es_corpus)!r}, encoding="utf-8").read().splitlines()
+        tok = train_tokenizer({arch!r}, lines, 600)
+        print(hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest())
+        """
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1] and len(runs[0].strip()) == 64
