@@ -80,7 +80,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700 directories
+        _usual_modes(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old")
             if old.exists():
@@ -99,6 +99,24 @@ def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it; restore at once
     os.umask(mask)
     return mask
+
+
+def _usual_modes(root: Path) -> None:
+    """Give a finished artifact tree the usual permissions (0777/0666 minus the umask).
+
+    mkdtemp creates 0700 directories and some writers create 0600 files (transformers'
+    save_pretrained does for model.safetensors); an artifact on a shared cluster filesystem or in a
+    DVC cache must be readable like any other file. Execute bits of files are kept.
+    """
+    mask = _umask()
+    os.chmod(root, 0o777 & ~mask)
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~mask)
+        else:
+            os.chmod(path, (0o666 | (path.stat().st_mode & 0o111)) & ~mask)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

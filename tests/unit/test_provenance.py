@@ -70,7 +70,12 @@ def test_artifacts_get_normal_permissions(tmp_path):
     write_json_atomic(tmp_path / "a.json", {})
     with atomic_dir(tmp_path / "d") as tmp:
         (tmp / "f").write_text("x")
+        (tmp / "sub").mkdir(mode=0o700)
+        (tmp / "sub" / "weights").write_bytes(b"w")
+        os.chmod(tmp / "sub" / "weights", 0o600)  # as transformers' save_pretrained writes them
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tmp_path / "d" / "sub").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (tmp_path / "d" / "sub" / "weights").stat().st_mode & 0o777 == 0o666 & ~mask
