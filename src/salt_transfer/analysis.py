@@ -38,6 +38,7 @@ import torch
 
 from .corpora import read_parallel
 from .errors import InputError
+from .models import load_causal_lm
 from .provenance import sha256_tree, write_json_atomic
 from .tokens import canonical_forms, load_tokenizer
 
@@ -216,16 +217,6 @@ def layerwise(tgt_states: torch.Tensor, en_states: torch.Tensor) -> dict[str, li
 # End to end
 
 
-def _load(model_dir: Path, device):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not (model_dir / "config.json").is_file():
-        raise InputError(f"model {model_dir}: not a model directory (no config.json)")
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
-    return model, tok
-
-
 def source_states(
     source_model: str | Path,
     parallel: str | Path,
@@ -239,7 +230,7 @@ def source_states(
     from .provenance import atomic_path
 
     pairs = read_parallel(parallel)[: max_sentences or None]
-    model, tok = _load(Path(source_model), device)
+    model, tok = load_causal_lm(source_model, device)
     states = mean_pooled_states(model, tok, [en for _, _, en in pairs], device=device)
     with atomic_path(out) as tmp:
         save_file({"states": states.contiguous()}, str(tmp), metadata={"n": str(len(pairs))})
@@ -352,7 +343,7 @@ def analyze(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Load the model in `model_dir`, compute `alignment_record` and write it to `out` (JSON)."""
-    model, tok = _load(Path(model_dir), device)
+    model, tok = load_causal_lm(model_dir, device)
     record = alignment_record(
         model,
         tok,

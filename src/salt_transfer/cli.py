@@ -416,9 +416,10 @@ def cmd_build_tasks(args) -> None:
 
 def cmd_source_states(args) -> None:
     from .analysis import source_states
+    from .models import resolve_device
     from .provenance import write_meta
 
-    device = "cuda" if args.device == "auto" and _cuda() else "cpu" if args.device == "auto" else args.device
+    device = str(resolve_device(args.device))
     info = source_states(
         args.source_model, args.parallel, args.out, max_sentences=args.max_sentences, device=device
     )
@@ -435,9 +436,10 @@ def cmd_source_states(args) -> None:
 
 def cmd_analyze(args) -> None:
     from .analysis import analyze
+    from .models import resolve_device
     from .provenance import write_meta
 
-    device = "cuda" if args.device == "auto" and _cuda() else "cpu" if args.device == "auto" else args.device
+    device = str(resolve_device(args.device))
     record = analyze(
         args.model,
         args.source_model,
@@ -468,12 +470,6 @@ def cmd_analyze(args) -> None:
         "analysis: %s",
         {k: (round(v, 3) if isinstance(v, float) else v) for k, v in record["summary"].items()},
     )
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------------------------

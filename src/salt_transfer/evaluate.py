@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .corpora import read_lines
 from .errors import InputError
+from .models import load_causal_lm, require_model_dir, resolve_device
 from .provenance import sha256_tree, write_json_atomic
 
 LOG = logging.getLogger(__name__)
@@ -228,11 +229,7 @@ def evaluate_model(
     alignment: AlignmentInputs | None = None,
 ) -> dict[str, dict]:
     """Run every task on one model; write `<out_dir>/<task>.json` each; return the records."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise InputError(f"model {model_dir}: not a model directory (no config.json)")
+    model_dir = require_model_dir(model_dir)
     parsed = [parse_task(t) for t in tasks]
     for name, kind, path in parsed:
         if kind == "bpb" and not Path(path).is_file():
@@ -241,12 +238,9 @@ def evaluate_model(
             raise InputError(
                 f"--task {name}=alignment needs --source-model, --parallel, --lexicon and --source-states"
             )
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    )
+    dev = resolve_device(device)
     model_sha = sha256_tree(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(dev).eval()
+    model, tokenizer = load_causal_lm(model_dir, dev)
     common = {"model": str(model_dir), "model_sha256": model_sha, "device": str(dev)}
     records = {}
     for name, kind, path in parsed:

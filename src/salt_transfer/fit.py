@@ -26,24 +26,13 @@ import torch
 from .aux import load_fasttext, token_vectors
 from .errors import InputError
 from .methods import SourceRows, TransferProblem, get_method
-from .models import embedding_layout, write_safetensors
+from .models import embedding_layout, resolve_device, write_safetensors
 from .provenance import atomic_path, meta_path, write_json_atomic, write_meta
 from .tokens import canonical_forms, load_tokenizer, read_overlap, render, vocab_size
 
 LOG = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an input error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device is available (use --device auto or cpu)")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise InputError(f"--device {name}: choose auto, cpu or cuda[:N]")
-    return torch.device(name)
 
 
 def parse_options(options_type: type, pairs: dict[str, str] | None) -> Any:

@@ -55,6 +55,35 @@ _MODEL_PATTERNS = ("config.json", "generation_config.json", "*.safetensors", "mo
 # Fetch
 
 
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device is available (use --device auto or cpu)")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise InputError(f"--device {name}: choose auto, cpu or cuda[:N]")
+    return torch.device(name)
+
+
+def require_model_dir(model_dir: str | Path) -> Path:
+    """`model_dir` as a Path; an input error naming it when it is not a saved model (no config.json)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise InputError(f"model {model_dir}: not a model directory (no config.json)")
+    return model_dir
+
+
+def load_causal_lm(model_dir: str | Path, device: torch.device | str):
+    """A saved causal LM in float32 on `device`, in eval mode, and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = require_model_dir(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    return model, tokenizer
+
+
 def resolve_package_file(spec: str) -> Path:
     """`package_name/relative/file` -> the file inside the installed package (without importing it).
 

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from .errors import InputError
+from .models import require_model_dir, resolve_device
 from .provenance import atomic_dir, sha256_file, write_json_atomic, write_text_atomic
 
 LOG = logging.getLogger(__name__)
@@ -290,11 +291,8 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, default_data_collator
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not Path(args.model, "config.json").is_file():
-        raise InputError(f"model {args.model}: not a model directory (no config.json)")
-    cuda = torch.cuda.is_available() and args.device != "cpu"
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device}: no CUDA device is available")
+    require_model_dir(args.model)
+    cuda = resolve_device(args.device).type == "cuda"
     bf16 = args.precision == "bf16" or (args.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
     if bf16 and not cuda:
         raise InputError("--precision bf16 needs a GPU; use fp32 on CPU")
