@@ -15,11 +15,13 @@ METHODS = list(config["methods"])
 STANDIN_PLMS = [p for p in PLMS if config["plms"][p]["source"] == "standin"]
 HUB_PLMS = [p for p in PLMS if p not in STANDIN_PLMS]
 ENGLISH = config.get("english_corpus")
-DEMO_TASKS = (
-    ["continuation", "xling_en2tgt", "xling_tgt2en"]
-    if config["evaluate"]["demo_tasks"]
-    else []
-)
+# The demo's multiple-choice tasks (built by build_tasks): result name -> lm-eval task name.
+DEMO_TASK_NAMES = {
+    "continuation": "salt_continuation_{lang}",
+    "xling_en2tgt": "salt_xling_en2{lang}",
+    "xling_tgt2en": "salt_xling_{lang}2en",
+}
+DEMO_TASKS = list(DEMO_TASK_NAMES) if config["evaluate"]["demo_tasks"] else []
 EVAL_TASKS = [
     "bpb_target",
     *(["bpb_english"] if ENGLISH else []),
@@ -82,8 +84,9 @@ def _config_errors():
     return errors
 
 
-if _config_errors():
-    _details = "\n  ".join(_config_errors())
+_CONFIG_ERRORS = _config_errors()
+if _CONFIG_ERRORS:
+    _details = "\n  ".join(_CONFIG_ERRORS)
     raise ValueError(f"invalid config:\n  {_details}")
 
 
@@ -244,13 +247,6 @@ def _eval_lang(wildcards):
     return getattr(wildcards, "lang", None) or plm_language(wildcards)
 
 
-DEMO_TASK_NAMES = {
-    "continuation": "salt_continuation_{lang}",
-    "xling_en2tgt": "salt_xling_en2{lang}",
-    "xling_tgt2en": "salt_xling_{lang}2en",
-}
-
-
 def demo_task_files(lang):
     return [
         f"results/tasks/{lang}/{name.format(lang=lang)}.yaml"
@@ -259,9 +255,8 @@ def demo_task_files(lang):
 
 
 def _is_cell(wildcards):
-    return hasattr(
-        wildcards, "method"
-    )  # evaluate (a transferred model), not evaluate_source
+    """True for evaluate (a transferred model), False for evaluate_source."""
+    return hasattr(wildcards, "method")
 
 
 def eval_inputs(wildcards):

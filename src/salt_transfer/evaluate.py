@@ -127,7 +127,7 @@ def bits_per_byte(
 
 
 def parse_task(spec: str) -> tuple[str, str, str]:
-    """`NAME=bpb:PATH`, `NAME=lm-eval:TASK` or `NAME=alignment` -> (name, kind, path, task or "")."""
+    """`NAME=bpb:PATH`, `NAME=lm-eval:TASK` or `NAME=alignment` -> (name, kind, PATH or TASK or "")."""
     name, sep, rest = spec.partition("=")
     kind, sep2, arg = rest.partition(":")
     if kind == "alignment" and name and not arg:
