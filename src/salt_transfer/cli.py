@@ -754,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continual pretraining (causal LM) of a transplanted model; resumable",
         description="Continual pretraining on target-language text with transformers' Trainer. "
         "Checkpoints go to --scratch-dir; a rerun resumes from the newest one. SIGTERM/"
-        "SIGUSR1 save a checkpoint and exit with status 3.",
+        "SIGUSR1/SIGURG save a checkpoint and exit with status 3.",
     )
     p.add_argument("--args-json", help="JSON file with any of the arguments below (flags override it)")
     p.add_argument(

@@ -18,9 +18,10 @@ Slurm gave several nodes (`SLURM_JOB_NUM_NODES` > 1) is refused with an explanat
 trained on one node while the others idle: multi-node training needs one torchrun per node (e.g.
 `srun --ntasks-per-node=1 torchrun --nnodes=N --rdzv-backend=c10d ...`), which is left to the user.
 
-Signals: the launcher runs torchrun as a child and forwards SIGTERM and SIGUSR1 (Slurm's warning
-before a time limit, requested with `--signal=B:USR1@<seconds>`) to the worker processes themselves,
-not to torchrun, whose own handler would kill the workers before they checkpoint. Each worker then
+Signals: the launcher runs torchrun as a child and forwards the checkpoint signals (SIGTERM,
+SIGUSR1, SIGURG: `train.CHECKPOINT_SIGNALS`; Slurm's warning before a time limit is requested with
+`--signal=URG@<seconds>` in profiles/slurm) to the worker processes themselves, not to torchrun,
+whose own handler would kill the workers before they checkpoint. Each worker then
 saves a checkpoint at the end of its step and exits with the pre-emption status, which the launcher
 returns.
 """
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .train import CHECKPOINT_SIGNALS
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def _children(pid: int) -> list[int]:
 
 
 def run_distributed(command: Sequence[str], preempted_exit: int) -> int:
-    """Run torchrun, forwarding SIGTERM/SIGUSR1 to its workers; returns its exit status.
+    """Run torchrun, forwarding the checkpoint signals to its workers; returns its exit status.
 
     When a forwarded signal made the workers stop early, returns `preempted_exit` so a scheduler's
     retry (Snakemake --retries, Slurm requeue) reruns the job, which resumes from the checkpoint.
@@ -135,7 +137,7 @@ def run_distributed(command: Sequence[str], preempted_exit: int) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    previous = {s: signal.signal(s, forward) for s in CHECKPOINT_SIGNALS}
     try:
         status = proc.wait()
     finally:

@@ -18,9 +18,12 @@ Resumability: checkpoints (weights, optimizer, scheduler, RNG states, data posit
 `--save-steps` to `--scratch-dir`, which is deliberately *not* a workflow output (Snakemake deletes
 declared outputs before a job runs). A rerun resumes from the newest checkpoint there and ends
 with the same step count and, on CPU with the same seed, the same weights as an uninterrupted run.
-SIGTERM and SIGUSR1 (what SLURM sends before a time limit or pre-emption) save a checkpoint at the
-end of the current step and exit with status 3 without writing the final model, so the scheduler
-or Snakemake's --retries reruns the job and it resumes.
+SIGTERM, SIGUSR1 and SIGURG (`CHECKPOINT_SIGNALS`: what Slurm sends at pre-emption or, when asked
+with `--signal=<sig>@<seconds>`, before a time limit) save a checkpoint at the end of the current
+step and exit with status 3 without writing the final model, so the scheduler or Snakemake's
+--retries reruns the job and it resumes. profiles/slurm asks for URG: under Snakemake's Slurm
+executor the signal reaches every process of the job step, and the snakemake and bash processes
+between Slurm and the trainer die of USR1 (its default action) but ignore URG.
 
 The paper's CPT hyper-parameters are unknown (paper-notes §2.4): every value here is a config knob.
 """
@@ -48,6 +51,8 @@ from .provenance import atomic_dir, sha256_file, write_json_atomic, write_text_a
 LOG = logging.getLogger(__name__)
 
 PREEMPTED_EXIT = 3  # exit status after a pre-emption signal: a checkpoint exists, rerun to resume
+# Signals that make training checkpoint and stop (module docstring: why URG).
+CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGURG)
 
 
 @dataclass
@@ -222,7 +227,7 @@ def _make_callbacks(args: TrainArguments, stop_flag: dict[str, Any]):
             self.last = (now, seen)
 
     class Checkpointing(TrainerCallback):
-        """After SIGTERM/SIGUSR1: save a checkpoint at the end of this step and stop.
+        """After a checkpoint signal (SIGTERM/SIGUSR1/SIGURG): save a checkpoint at the end of this step and stop.
 
         At the last step, no checkpoint: the Trainer would write one (weights + optimizer state,
         3x the model) that `train` deletes a moment later, once the final model is written.
@@ -304,6 +309,8 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
     Path(args.scratch_dir).mkdir(parents=True, exist_ok=True)
     blocks = _cached_blocks(args, tokenizer)
     resume = get_last_checkpoint(args.scratch_dir) if Path(args.scratch_dir).is_dir() else None
+    if resume:
+        LOG.info("resuming from %s", resume)
 
     stop_flag: dict[str, Any] = {"signal": None}
 
@@ -311,7 +318,7 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
         stop_flag["signal"] = signal.Signals(signum).name
         LOG.warning("received %s: checkpointing at the end of this step", stop_flag["signal"])
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    previous = {s: signal.signal(s, on_signal) for s in CHECKPOINT_SIGNALS}
     trainer = Trainer(
         model=model,
         args=_training_arguments(args, use_cpu=not cuda, bf16=bf16, progress=progress),
@@ -325,7 +332,13 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    interruptions = Path(args.scratch_dir) / "interruptions.jsonl"
     if stop_flag["signal"] is not None and trainer.state.global_step < args.max_steps:
+        if trainer.is_world_process_zero():
+            # The rule's log is overwritten by the retry; this history ends up in train_metrics.json.
+            record = {"signal": stop_flag["signal"], "step": trainer.state.global_step, "time": time.time()}
+            with interruptions.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
         raise Preempted(
             f"stopped by {stop_flag['signal']} at step {trainer.state.global_step}; a checkpoint is in "
             f"{args.scratch_dir}: rerun the same command to resume"
@@ -338,6 +351,10 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
         "train_blocks": len(blocks),
         "seq_len": args.seq_len,
         "resumed_from": resume,
+        # Every signal that stopped an earlier session of this run: [{signal, step, time}, ...].
+        "interruptions": [json.loads(line) for line in interruptions.read_text().splitlines()]
+        if interruptions.is_file()
+        else [],
         "session_seconds": round(time.time() - started, 1),
         "device": "cuda" if cuda else "cpu",
         "precision": "bf16" if bf16 else "fp32",
@@ -354,6 +371,7 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
         # The run is complete: its checkpoints (weights + optimizer, 3x the model) are no longer needed.
         for checkpoint in Path(args.scratch_dir).glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)
+        interruptions.unlink(missing_ok=True)  # a forced rerun starts a new history
     return metrics
 
 

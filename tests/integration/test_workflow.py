@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import DATA, tiny_llama
+from conftest import tiny_workflow_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -105,51 +105,7 @@ def test_invalid_configs_fail_with_the_schema_message(tmp_path, change, message)
 def tiny_run(tmp_path_factory, toks):
     """The whole DAG on a tiny config; returns the working directory after one complete run."""
     work = tmp_path_factory.mktemp("workflow")
-    llm = tiny_llama(toks["source"], work / "tiny-llm", tied=True)
-    es, en = f"file:{DATA / 'bible.es.txt'}", f"file:{DATA / 'bible.en.txt'}"
-    split = {"by": "hash", "valid": 0.1, "test": 0.1}
-    lexicon = work / "lexicon.tsv"
-    # Frequent words, so that enough pairs are one token in both tiny vocabularies for word retrieval.
-    words = (
-        "y and;de of;el the;la the;que that;en in;no not;su his;por for;con with;del of;le him;mi my;al to"
-    )
-    lexicon.write_text("".join(f"{t}\t{e}\t9\n" for t, e in (p.split() for p in words.split(";"))))
-    config = {
-        "seed": 0,
-        "llms": {"tiny": {"source": f"dir:{llm}"}},
-        "corpora": {
-            "es": {"source": es, "split": split, "parallel_english": en, "lexicon": f"file:{lexicon}"},
-            "en": {"source": en, "split": split},
-        },
-        "english_corpus": "en",
-        "plms": {
-            "es-bert": {"language": "es", "architecture": "encoder", "source": "standin"},
-            "es-gpt2": {"language": "es", "architecture": "decoder", "source": "standin"},
-            "es-t5": {"language": "es", "architecture": "encoder-decoder", "source": "standin"},
-        },
-        "standin_plm": {
-            "vocab_size": 400,
-            "hidden": 16,
-            "layers": 1,
-            "heads": 2,
-            "steps": 5,
-            "batch_size": 4,
-            "seq_len": 32,
-            "lr": 0.001,
-        },
-        "methods": {"salt": {}, "focus": {}, "procrustes": {"kind": "ols"}},
-        "aux": {"dim": 8, "epochs": 1, "min_count": 2, "bucket": 5000},
-        "pretrain": {
-            "max_steps": 2,
-            "batch_size": 2,
-            "seq_len": 32,
-            "save_steps": 100,
-            "logging_steps": 1,
-            "max_train_tokens": 5000,
-        },
-        "evaluate": {"max_bytes": 300, "seq_len": 64, "demo_tasks": 4, "demo_task_max_words": 16},
-        "analysis": {"enabled": True, "max_sentences": 8},
-    }
+    config = tiny_workflow_config(work, toks["source"])
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     proc = run_snakemake("--configfile", "config.yaml", "--cores", "2", cwd=work)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]

@@ -17,6 +17,7 @@ import pytest
 from conftest import tiny_llama
 from salt_transfer.errors import InputError
 from salt_transfer.launch import LaunchPlan, plan_from_env, run_distributed, torchrun_command
+from salt_transfer.train import CHECKPOINT_SIGNALS
 
 
 @pytest.mark.parametrize(
@@ -57,12 +58,12 @@ def test_torchrun_command_is_single_node_one_process_per_gpu():
 
 
 # A stand-in for torchrun: starts one worker and exits 1 when the worker fails. It keeps the
-# default SIGUSR1 action (terminate), so a signal that reached it instead of the worker would end
-# it with -SIGUSR1 and leave no marker.
+# default signal actions, so a SIGTERM/SIGUSR1 that reached it instead of the worker would end it
+# and leave no marker (SIGURG is ignored by default: there the marker alone shows the forwarding).
 FAKE_TORCHRUN = textwrap.dedent(
     """
     import subprocess, sys
-    worker = subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2]])
+    worker = subprocess.Popen([sys.executable, *sys.argv[1:]])
     sys.exit(0 if worker.wait() == 0 else 1)
     """
 )
@@ -70,17 +71,18 @@ FAKE_WORKER = textwrap.dedent(
     """
     import pathlib, signal, sys, time
     marker = pathlib.Path(sys.argv[1])
-    def on_usr1(signum, frame):
+    def on_signal(signum, frame):
         marker.write_text("checkpointed")
         sys.exit(3)
-    signal.signal(signal.SIGUSR1, on_usr1)
+    signal.signal(int(sys.argv[2]), on_signal)
     marker.with_suffix(".ready").write_text("")
     time.sleep(60)
     """
 )
 
 
-def test_signals_are_forwarded_to_the_workers_not_to_torchrun(tmp_path):
+@pytest.mark.parametrize("signum", CHECKPOINT_SIGNALS, ids=lambda s: s.name)
+def test_signals_are_forwarded_to_the_workers_not_to_torchrun(tmp_path, signum):
     (tmp_path / "torchrun.py").write_text(FAKE_TORCHRUN)
     (tmp_path / "worker.py").write_text(FAKE_WORKER)
     marker = tmp_path / "marker"
@@ -89,16 +91,17 @@ def test_signals_are_forwarded_to_the_workers_not_to_torchrun(tmp_path):
         deadline = time.time() + 30
         while not marker.with_suffix(".ready").exists() and time.time() < deadline:
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGUSR1)  # what Slurm's --signal=B:USR1@... does to the job
+        os.kill(os.getpid(), signum)  # what Slurm's --signal=URG@... or a pre-emption does to the job
 
     thread = threading.Thread(target=signal_when_ready)
     thread.start()
-    command = [sys.executable, str(tmp_path / "torchrun.py"), str(tmp_path / "worker.py"), str(marker)]
+    worker = [str(tmp_path / "worker.py"), str(marker), str(int(signum))]
+    command = [sys.executable, str(tmp_path / "torchrun.py"), *worker]
     status = run_distributed(command, preempted_exit=3)
     thread.join()
     assert marker.read_text() == "checkpointed"
     assert status == 3
-    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signum) is signal.SIG_DFL  # handlers restored
 
 
 def test_a_failing_run_without_a_signal_keeps_its_status(tmp_path):

@@ -59,8 +59,9 @@ def test_loss_decreases(llm, es_corpus, tmp_path):
     assert not list((tmp_path / "run" / "scratch").glob("checkpoint-*"))  # finished runs drop checkpoints
 
 
-def test_preempted_run_resumes_to_the_same_weights(llm, es_corpus, tmp_path, monkeypatch):
-    """SIGUSR1 at step 4: a checkpoint is written at the end of the step and the run stops; rerunning
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGURG], ids=lambda s: s.name)
+def test_preempted_run_resumes_to_the_same_weights(llm, es_corpus, tmp_path, monkeypatch, signum):
+    """A checkpoint signal at step 4 (USR1; URG, which profiles/slurm asks Slurm for): a checkpoint is written at the end of the step and the run stops; rerunning
     the same command resumes and ends with the same step count and weights as a straight run."""
     straight = train(args_for(tmp_path, llm, es_corpus, "straight"), progress=False)
 
@@ -69,7 +70,7 @@ def test_preempted_run_resumes_to_the_same_weights(llm, es_corpus, tmp_path, mon
     class SignalAtStep4(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step == 3:  # during the 4th optimizer step
-                os.kill(os.getpid(), signal.SIGUSR1)
+                os.kill(os.getpid(), signum)
 
     original = train_module._make_callbacks
     monkeypatch.setattr(train_module, "_make_callbacks", lambda a, f: [*original(a, f), SignalAtStep4()])
@@ -81,6 +82,8 @@ def test_preempted_run_resumes_to_the_same_weights(llm, es_corpus, tmp_path, mon
     monkeypatch.setattr(train_module, "_make_callbacks", original)
     resumed = train(args, progress=False)
     assert resumed["resumed_from"].endswith("checkpoint-4")
+    assert [(i["signal"], i["step"]) for i in resumed["interruptions"]] == [(signum.name, 4)]
+    assert straight["interruptions"] == [] and not (tmp_path / "resumed/scratch/interruptions.jsonl").exists()
     assert resumed["steps"] == straight["steps"] == 6
     a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "model" / "model.safetensors")

@@ -45,3 +45,55 @@ def test_paper_lm_eval_tasks_exist_in_the_pinned_harness():
     }
     assert len(names) == 7 * 3
     assert not names - set(TaskManager().all_tasks)
+
+
+def _profile(name: str) -> dict:
+    return yaml.safe_load((ROOT / "profiles" / name / "config.yaml").read_text())
+
+
+def _gpu_rules() -> set[str]:
+    """Rules whose declaration asks for a GPU (`resources: gpu=...`)."""
+    rules = set()
+    for smk in (ROOT / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule )", smk.read_text()):
+            name = re.match(r"rule (\w+):", block)
+            if name and re.search(r"resources:\s*\n\s*gpu=", block):
+                rules.add(name.group(1))
+    return rules
+
+
+def test_the_local_slurm_profile_has_the_keys_of_the_cluster_profile():
+    """profiles/slurm-local is profiles/slurm sized for slurm-local.sh: same settings, same rules."""
+    cluster, local = _profile("slurm"), _profile("slurm-local")
+    extra_local = {"slurm-init-seconds-before-status-checks"}  # fast polling
+    assert set(local) - extra_local == set(cluster)
+    assert set(local["set-resources"]) == set(cluster["set-resources"])
+    for rule, resources in cluster["set-resources"].items():
+        assert set(local["set-resources"][rule]) == set(resources), rule
+    assert local["set-threads"].keys() == cluster["set-threads"].keys()
+
+
+def test_gpu_rules_get_gpus_and_pretrain_a_checkpoint_signal_in_both_slurm_profiles():
+    from snakemake_executor_plugin_slurm.validation import get_forbidden_slurm_options
+
+    assert {"fit", "pretrain"} <= _gpu_rules()
+    for name in ("slurm", "slurm-local"):
+        profile = _profile(name)
+        assert profile["executor"] == "slurm" and profile["retries"] >= 1 and profile["slurm-logdir"]
+        # sacct's "CANCELLED by <uid>" hangs plugin 2.8.0 on a scancel'ed job (profiles/slurm says more)
+        assert profile["slurm-status-command"] == "squeue"
+        for rule in _gpu_rules():
+            resources = profile["set-resources"][rule]
+            assert resources["gpu"] >= 1 and resources["cpus_per_gpu"] >= 1, (name, rule)
+        # URG, which the trainer turns into a checkpoint (and the processes above it ignore).
+        assert re.fullmatch(r"--signal=URG@\d+", profile["set-resources"]["pretrain"]["slurm_extra"])
+        for resources in profile["set-resources"].values():
+            for pattern in get_forbidden_slurm_options():  # what the plugin would reject at submit time
+                assert not re.search(pattern, resources.get("slurm_extra", "")), (name, pattern)
+
+
+def test_site_settings_stay_out_of_rules_and_config():
+    """Partitions, accounts, constraints and GPU types live only in profiles/ (house style 2 and 6)."""
+    site_keys = re.compile(r"\b(slurm_partition|slurm_account|constraint|gpu_model|gres)\b")
+    for path in [*ROOT.glob("rules/*.smk"), ROOT / "Snakefile", *ROOT.glob("config/*.yaml")]:
+        assert not site_keys.search(path.read_text()), path
