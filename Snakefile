@@ -18,7 +18,8 @@
 #   results/eval/source/{llm}/{lang}/{task}.json         the untouched source LLM, for reference
 #   results/tasks/{lang}/                                  the demo's lm-eval tasks (YAML + JSONL)
 #   results/analysis/source/{llm}/{lang}/states.safetensors  the source LLM's English states
-#   results/report/{results.csv,tables.md,plots/}
+#   results/report/{results.csv,tables.md,metrics.json,plots/}
+#   results/audit/manifest.tsv                           `snakemake audit`: every check, by hash
 
 
 import os
@@ -44,6 +45,7 @@ include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
 include: "rules/analysis.smk"
 include: "rules/report.smk"
+include: "rules/audit.smk"
 
 
 rule all:

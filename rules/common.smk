@@ -1,7 +1,9 @@
 # Helpers for the whole workflow: config validation, the grid, wildcard constraints, input functions.
 # No rule lives here; rules/*.smk only declare inputs/outputs and call `salt-transfer`.
 
+import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -88,6 +90,13 @@ _CONFIG_ERRORS = _config_errors()
 if _CONFIG_ERRORS:
     _details = "\n  ".join(_CONFIG_ERRORS)
     raise ValueError(f"invalid config:\n  {_details}")
+
+# sha256 of the validated config (defaults filled in). Every salt-transfer command records it in
+# its *.meta.json: `--config-hash` defaults to this variable, which jobs inherit (Slurm jobs too:
+# the plugin submits with --export=ALL, and each job re-reads this file anyway).
+CONFIG_HASH = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+# Exported, not read (the envvars lint is about variables a workflow needs from the user).
+os.environ.update(SALT_TRANSFER_CONFIG_HASH=CONFIG_HASH)
 
 
 def _alternatives(names):
@@ -389,3 +398,15 @@ def report_flags(wildcards, input):
     }
     logs = " ".join(f"--train-log {p}" for p in input.logs)
     return f"--grid '{_json_arg(grid)}' {logs}"
+
+
+def audit_inputs(wildcards):
+    """The table, and dvc.lock when DVC records this workflow (a changed lock reruns the audit)."""
+    inputs = {"table": "results/report/results.csv"}
+    if os.path.exists("dvc.lock"):
+        inputs["lock"] = "dvc.lock"
+    return inputs
+
+
+def audit_flags(wildcards, input):
+    return f"--dvc-lock {input.lock}" if "lock" in input.keys() else "--no-dvc-lock"

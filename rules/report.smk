@@ -1,5 +1,5 @@
 # The report: results.csv (one row per llm x plm x method x stage x task x metric, with hashes),
-# paper-shaped tables and plots.
+# paper-shaped tables, metrics.json (for `dvc metrics show`) and plots.
 
 
 rule report:
@@ -9,6 +9,7 @@ rule report:
     output:
         csv="results/report/results.csv",
         tables="results/report/tables.md",
+        metrics="results/report/metrics.json",
         plots=directory("results/report/plots"),
     log:
         "logs/report/report.log",
@@ -19,3 +20,4 @@ rule report:
         out_dir=parent_of_first,
     shell:
         "salt-transfer report --no-progress {params.flags} --out-dir {params.out_dir} {input.evals} > {log} 2>&1"
+

@@ -319,6 +319,12 @@ def alignment_record(
         },
         "model": str(model_dir),
         "model_sha256": model_sha256 or sha256_tree(model_dir),
+        "inputs": {
+            "source_model": str(source_model),
+            "parallel": str(parallel),
+            "lexicon": str(lexicon),
+            "source_states": str(source_states_path),
+        },
         "inputs_sha256": {
             "source_model": sha256_tree(source_model),
             "parallel": sha256_tree(parallel),

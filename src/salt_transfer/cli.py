@@ -18,6 +18,7 @@ with one line on stderr naming the input, and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -222,9 +223,19 @@ def cmd_fetch_parallel(args) -> None:
 
 def cmd_train_plm(args) -> None:
     from .plm import PlmOptions, train_standin_plm
+    from .provenance import write_meta
 
     opts = _fields_from_args(PlmOptions, args)
     record = train_standin_plm(args.arch, args.corpus, args.out, opts, progress=_progress(args))
+    write_meta(
+        args.out,
+        command="train-plm",
+        inputs={"corpus": args.corpus},
+        params={"arch": args.arch, **dataclasses.asdict(opts)},
+        seed=opts.seed,
+        device=record.get("device", "cpu"),
+        config_hash=args.config_hash,
+    )
     LOG.info(
         "%s stand-in: loss %.3f -> %.3f in %.0f s",
         args.arch,
@@ -392,6 +403,21 @@ def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
 
 
+def cmd_audit(args) -> int:
+    from .audit import audit, format_report, write_manifest
+
+    lock = None if args.no_dvc_lock else args.dvc_lock or ("dvc.lock" if Path("dvc.lock").is_file() else None)
+    if lock is not None and not Path(lock).is_file():
+        raise InputError(f"--dvc-lock {lock}: no such file")
+    report = audit(args.results_csv, dvc_lock=lock)
+    print(format_report(report))
+    if lock is None:
+        print("  dvc.lock: not compared (none found; --dvc-lock names one)")
+    if args.out:
+        write_manifest(report, args.out)
+    return 0 if report.ok else 1
+
+
 def cmd_build_lexicon(args) -> None:
     from .corpora import muse_lexicon, strongs_lexicon, write_lexicon
 
@@ -406,11 +432,21 @@ def cmd_build_lexicon(args) -> None:
 
 
 def cmd_build_tasks(args) -> None:
+    from .provenance import write_meta
     from .tasks import build_tasks
 
     counts = build_tasks(
         args.parallel, args.lang, args.out_dir, items=args.items, max_words=args.max_words, seed=args.seed
     )
+    for data in sorted(Path(args.out_dir).glob("*.jsonl")):  # the files evaluations name
+        write_meta(
+            data,
+            command="build-tasks",
+            inputs={"parallel": args.parallel},
+            params={"lang": args.lang, "items": args.items, "max_words": args.max_words},
+            seed=args.seed,
+            config_hash=args.config_hash,
+        )
     LOG.info("tasks -> %s: %s", args.out_dir, counts)
 
 
@@ -493,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
               evaluate                   bits per byte; lm-evaluation-harness tasks
               source-states, analyze     word/sentence retrieval and CKA per layer (Conneau, Wu et al.)
               report                     results.csv, tables.md, plots
+              audit                      re-hash everything results.csv names (exit 1 on any mismatch)
             Run `salt-transfer COMMAND --help` for a command's options. Errors in inputs end a command
             with one line naming the input and exit status 2."""),
     )
@@ -840,6 +877,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="report directory")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "audit",
+        parents=[common],
+        formatter_class=_formatter,
+        help="re-hash every artifact results.csv names; compare with the rows, *.meta.json and dvc.lock",
+        description="Checks, for every row: the evaluation JSON's sha256 and the value in it; the sha256 "
+        "of the model, the evaluated text and the fitted embeddings; the *.meta.json chain back to the "
+        "downloaded inputs in data/; every file of every stage output in dvc.lock. Prints the mismatches "
+        "(artifact, check, expected, found, rows affected) and exits 1 if there is any; never rewrites "
+        "what it checks. Run it from the workflow folder (paths in results.csv are relative).",
+    )
+    p.add_argument(
+        "results_csv",
+        nargs="?",
+        default="results/report/results.csv",
+        help="the results table (default: %(default)s); its paths are relative to the current folder",
+    )
+    p.add_argument(
+        "--dvc-lock",
+        help="dvc.lock to compare every stage output with (default: ./dvc.lock when it exists)",
+    )
+    p.add_argument("--no-dvc-lock", action="store_true", help="do not compare with dvc.lock")
+    p.add_argument("--out", help="also write every check, passed or failed, to this TSV")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(
         "build-lexicon",

@@ -284,6 +284,8 @@ def evaluate_model(
                 "kind": "lm-eval",
                 **result,
                 **common,
+                # The task's local data (demo tasks); hub tasks have none here.
+                "text": str(data[0]) if data else "",
                 "text_sha256": sha256_tree(data[0]) if data else "",
                 "seconds": round(time.perf_counter() - t0, 2),
             }

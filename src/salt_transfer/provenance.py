@@ -23,6 +23,7 @@ from typing import Any
 _CHUNK = 1 << 20  # 1 MiB reads keep hashing memory flat for multi-GB weight files
 
 META_SUFFIX = ".meta.json"
+SNAKEMAKE_MARKER = ".snakemake_timestamp"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -37,13 +38,15 @@ def sha256_tree(path: str | os.PathLike) -> str:
     """Hash of a directory: sha256 over sorted (relative path, file sha256) lines.
 
     Renaming a file, adding one, or changing one byte changes the hash; the directory's own
-    location and file times do not.
+    location and file times do not. Snakemake's `.snakemake_timestamp` (an empty marker it adds to
+    a directory output after the job, i.e. after that job hashed it) is not content and is skipped.
     """
     root = Path(path)
     if root.is_file():
         return sha256_file(root)
     h = hashlib.sha256()
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+    files = (q for q in root.rglob("*") if q.is_file() and q.name != SNAKEMAKE_MARKER)
+    for p in sorted(files):
         h.update(f"{p.relative_to(root).as_posix()}\t{sha256_file(p)}\n".encode())
     return h.hexdigest()
 

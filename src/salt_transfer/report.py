@@ -11,7 +11,10 @@ An `alignment` record (kind "alignment": word/sentence retrieval, CKA per layer)
 tasks word_retrieval, sentence_retrieval and cka.
 and the grid file maps each PLM to its language and architecture. Outputs:
   results.csv  one row per (llm, plm, method, stage, task, metric) with the value and the sha256 of
-               the model directory, the evaluated text and the fitted embeddings it came from;
+               the model directory, the evaluated text and the fitted embeddings it came from, and
+               the path and sha256 of the evaluation JSON it was read from (`salt-transfer audit`
+               checks all of them);
+  metrics.json the evaluation metrics per model, for `dvc metrics show` (DVC keeps it in git);
   tables.md    methods x PLMs per (stage, task, metric), as the paper lays its tables out;
   plots/       training-loss curves per (llm, plm) with one line per method (the paper's
                convergence figure), one bar chart per (task, metric), and CKA and sentence
@@ -20,6 +23,7 @@ and the grid file maps each PLM to its language and architecture. Outputs:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -28,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
-from .provenance import atomic_path, sha256_file, write_text_atomic
+from .provenance import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ COLUMNS = [
     "text_sha256",
     "embeddings_sha256",
     "source_json",
+    "source_json_sha256",
 ]
 
 
@@ -118,7 +123,9 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
     for p in map(Path, eval_jsons):
         if not p.is_file():
             raise InputError(f"evaluation {p}: no such file")
-        record = json.loads(p.read_text())
+        raw = p.read_bytes()
+        record = json.loads(raw)
+        json_sha = hashlib.sha256(raw).hexdigest()  # of the exact bytes read: what the row came from
         cell = cell_of(p)
         results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
         meta = plms.get(cell["plm"], {})
@@ -136,6 +143,7 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                         "text_sha256": record.get("inputs_sha256", {}).get("parallel", ""),
                         "embeddings_sha256": _embeddings_sha(results_root, cell, hashes),
                         "source_json": str(p),
+                        "source_json_sha256": json_sha,
                     }
                 )
             continue
@@ -152,6 +160,7 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                     "text_sha256": record.get("text_sha256", ""),
                     "embeddings_sha256": _embeddings_sha(results_root, cell, hashes),
                     "source_json": str(p),
+                    "source_json_sha256": json_sha,
                 }
             )
     if not rows:
@@ -371,6 +380,18 @@ def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict
     return written
 
 
+def headline_metrics(df: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The evaluation metrics per model, for `dvc metrics show/diff`: {llm/plm/method/stage: {task/metric:
+    value}} (alignment rows' per-layer values are left to results.csv)."""
+    out: dict[str, dict[str, float]] = {}
+    for row in df.itertuples(index=False):
+        if row.metric.startswith("layer_"):
+            continue
+        key = "/".join(str(x) for x in (row.llm, row.plm or row.language, row.method, row.stage))
+        out.setdefault(key, {})[f"{row.task}/{row.metric}"] = float(f"{row.value:.6g}")
+    return out
+
+
 def write_report(
     eval_jsons: list[str | Path],
     grid: dict[str, Any],
@@ -383,6 +404,7 @@ def write_report(
     with atomic_path(out_dir / "results.csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     write_text_atomic(out_dir / "tables.md", tables_markdown(df, grid))
+    write_json_atomic(out_dir / "metrics.json", headline_metrics(df))
     if plots:
         plot_all(df, [Path(p) for p in train_logs], out_dir / "plots", grid)
     return df

@@ -43,6 +43,8 @@ def test_tree_hash_sees_content_and_names(tmp_path):
     (tmp_path / "d" / "f").rename(tmp_path / "d" / "g")
     h3 = sha256_tree(tmp_path / "d")
     assert len({h1, h2, h3}) == 3
+    (tmp_path / "d" / ".snakemake_timestamp").write_text("")  # Snakemake's marker is not content
+    assert sha256_tree(tmp_path / "d") == h3
 
 
 def test_meta_records_inputs_and_environment(tmp_path):

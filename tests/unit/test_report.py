@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -83,6 +85,11 @@ def test_report_rows_tables_and_plots(tmp_path):
     ]
     assert row["model_sha256"].iloc[0] == "m-cpt-es-gpt2-focus" and row["architecture"].iloc[0] == "decoder"
     assert len(row["embeddings_sha256"].iloc[0]) == 64 and row["language"].iloc[0] == "es"
+    source = Path(row["source_json"].iloc[0])
+    assert row["source_json_sha256"].iloc[0] == hashlib.sha256(source.read_bytes()).hexdigest()
+    metrics = json.loads((tmp_path / "results" / "report" / "metrics.json").read_text())
+    value = json.loads(source.read_text())["metrics"]["bpb"]
+    assert metrics["llm/es-gpt2/focus/cpt"]["bpb_target/bpb"] == pytest.approx(value, rel=1e-5)
     tables = (tmp_path / "results" / "report" / "tables.md").read_text()
     assert "## bpb_target · bpb · cpt · source llm (lower is better)" in tables
     assert "| salt |" in tables and "*source llm, its own tokenizer*" in tables and "9.0000" in tables
