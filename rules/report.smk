@@ -20,4 +20,3 @@ rule report:
         out_dir=parent_of_first,
     shell:
         "salt-transfer report --no-progress {params.flags} --out-dir {params.out_dir} {input.evals} > {log} 2>&1"
-
