@@ -13,10 +13,10 @@ For every row of results.csv the audit re-reads and re-hashes, never trusting a 
    `model_sha256`, `text_sha256` and `embeddings_sha256` (and what the JSON recorded);
 3. the provenance chain: from each of those artifacts through the `*.meta.json` sidecars (the
    artifact's own hash and the hash of every input it was computed from) back to the downloaded
-   inputs under `data/`, whose files are checked against their `manifest.json`. An artifact of the
-   workflow outside `data/` without a sidecar breaks the chain and is reported; a local file the
-   config names by absolute path outside the workflow folder is an external input: its hash is
-   checked, and it is listed in the summary as not versioned;
+   inputs under `data/`, whose files are checked against their `manifest.json`. An artifact under
+   `results/` without a sidecar breaks the chain and is reported; a local file the config names
+   directly (`file:...`, outside results/ and data/) is an external input: its hash is checked
+   where it is used, and it is listed in the summary as not versioned;
 4. `dvc.lock`: every file of every stage output, against the md5 DVC recorded (directory listings
    are read from the DVC cache, which `dvc pull` fills).
 
@@ -202,7 +202,7 @@ class _Auditor:
         elif self._external(artifact):
             # A local file the config names directly (file:...): its hash is checked where it is
             # used, but it has no chain and DVC does not version it; listed in the summary.
-            self.commits["external input (hash-checked, outside the workflow folder)"].add(artifact)
+            self.commits["external input (hash-checked, not versioned)"].add(artifact)
         else:
             state = MISSING if self.hashes.sha256(artifact) == MISSING else "no *.meta.json"
             self.check(artifact, "provenance", "*.meta.json", state, ())
@@ -213,8 +213,11 @@ class _Auditor:
         return Path(artifact).parts[:1] == ("data",)
 
     def _external(self, artifact: str) -> bool:
-        path = Path(artifact)
-        return path.is_absolute() and not path.resolve().is_relative_to(self.hashes.root.resolve())
+        """Not a workflow artifact: every artifact lives under results/ (and downloads under data/)."""
+        path, root = Path(artifact), self.hashes.root.resolve()
+        if path.is_absolute() and path.resolve().is_relative_to(root):
+            path = path.resolve().relative_to(root)
+        return path.is_absolute() or path.parts[:1] not in (("results",), ("data",))
 
     def _check_manifest(self, artifact: str) -> None:
         """Downloaded inputs: files against the manifest.json of their folder (fetch writes one)."""
