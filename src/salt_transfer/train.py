@@ -178,7 +178,10 @@ def _cached_blocks(args: TrainArguments, tokenizer) -> torch.Tensor:
         return torch.load(cache)
     blocks = pack_text(tokenizer, args.train_file, args.seq_len, args.max_train_tokens)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    # One temp file per process: torchrun workers all pack the same blocks at the same time, and a
+    # shared temp name let one worker's rename pull the file from under another's (seen in CI).
+    # Each rename is atomic and the contents are identical, so whichever lands last is fine.
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     torch.save(blocks, tmp)
     os.replace(tmp, cache)
     return blocks
