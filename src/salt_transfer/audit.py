@@ -30,7 +30,6 @@ chains are listed, so a reviewer can check them against the repository and the c
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from collections import defaultdict
@@ -40,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .provenance import META_SUFFIX, sha256_tree
+from .provenance import META_SUFFIX, file_digest, sha256_tree
+from .report import analysis_metrics, embeddings_path
 
 MISSING = "missing"
 
@@ -96,14 +96,7 @@ class _Hashes:
     def md5(self, rel: str) -> str:
         if rel not in self._md5:
             p = self.path(rel)
-            if not p.is_file():
-                self._md5[rel] = MISSING
-            else:
-                h = hashlib.md5()
-                with open(p, "rb") as f:
-                    for block in iter(lambda: f.read(1 << 20), b""):
-                        h.update(block)
-                self._md5[rel] = h.hexdigest()
+            self._md5[rel] = file_digest(p, "md5") if p.is_file() else MISSING
         return self._md5[rel]
 
 
@@ -124,8 +117,6 @@ def _same_value(table_value: str, json_value: Any) -> bool:
 
 def _record_value(record: dict[str, Any], task: str, metric: str) -> Any:
     if record.get("kind") == "alignment":
-        from .report import analysis_metrics
-
         return next((v for t, m, v in analysis_metrics(record) if t == task and m == metric), None)
     return record.get("metrics", {}).get(metric)
 
@@ -138,13 +129,6 @@ def _record_inputs(record: dict[str, Any]) -> dict[str, tuple[str, str]]:
     for role, path in (record.get("inputs") or {}).items():
         inputs[role] = (path, (record.get("inputs_sha256") or {}).get(role, ""))
     return inputs
-
-
-def _embeddings_path(source_json: str, row: dict[str, str]) -> str:
-    """results/fit/LLM/PLM/METHOD/embeddings.safetensors next to the eval/ tree the row came from."""
-    parts = Path(source_json).parts
-    root = Path(*parts[: len(parts) - 1 - parts[::-1].index("eval")])
-    return str(root / "fit" / row["llm"] / row["plm"] / row["method"] / "embeddings.safetensors")
 
 
 class _Auditor:
@@ -252,15 +236,12 @@ class _Auditor:
         record = self.read_json(source, [index])
         if record is None:
             return depends
+        value = _record_value(record, row.get("task", ""), row.get("metric", ""))
         self.check(
             f"results.csv line {index + 2}",
             f"value of {row.get('task')}/{row.get('metric')} in {source}",
             str(row.get("value")),
-            str(row.get("value"))
-            if _same_value(
-                row.get("value", ""), _record_value(record, row.get("task", ""), row.get("metric", ""))
-            )
-            else f"{_record_value(record, row.get('task', ''), row.get('metric', ''))}",
+            str(row.get("value")) if _same_value(row.get("value", ""), value) else str(value),
             [index],
         )
         model = record.get("model")
@@ -275,7 +256,7 @@ class _Auditor:
             self.check(path, f"sha256 ({role})", expected or recorded, self.hashes.sha256(path), [index])
             depends |= self.chain(path)
         if row.get("embeddings_sha256"):
-            emb = _embeddings_path(source, row)
+            emb = str(embeddings_path(source, row))
             self.check(
                 emb, "sha256 (results.csv)", row["embeddings_sha256"], self.hashes.sha256(emb), [index]
             )

@@ -26,12 +26,17 @@ META_SUFFIX = ".meta.json"
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks (md5 is what DVC records in dvc.lock)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(_CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    return file_digest(path, "sha256")
 
 
 def sha256_tree(path: str | os.PathLike) -> str:

@@ -106,11 +106,18 @@ def cell_of(path: Path) -> dict[str, str]:
     raise InputError(f"{path}: expected results/eval/STAGE/LLM/PLM/METHOD/TASK.json")
 
 
-def _embeddings_sha(results_root: Path, cell: dict[str, str], known: dict[Path, str]) -> str:
+def embeddings_path(eval_json: str | Path, cell: dict[str, str]) -> Path:
+    """results/fit/LLM/PLM/METHOD/embeddings.safetensors next to the eval/ tree `eval_json` is in."""
+    p = Path(eval_json)
+    results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
+    return results_root / "fit" / cell["llm"] / cell["plm"] / cell["method"] / "embeddings.safetensors"
+
+
+def _embeddings_sha(eval_json: Path, cell: dict[str, str], known: dict[Path, str]) -> str:
     """sha256 of the cell's fitted embeddings; `known` memoizes it (one cell has many rows)."""
     if cell["stage"] == "source":
         return ""
-    emb = results_root / "fit" / cell["llm"] / cell["plm"] / cell["method"] / "embeddings.safetensors"
+    emb = embeddings_path(eval_json, cell)
     if emb not in known:
         known[emb] = sha256_file(emb) if emb.is_file() else ""
     return known[emb]
@@ -127,7 +134,6 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
         record = json.loads(raw)
         json_sha = hashlib.sha256(raw).hexdigest()  # of the exact bytes read: what the row came from
         cell = cell_of(p)
-        results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
         meta = plms.get(cell["plm"], {})
         if record.get("kind") == "alignment":  # one record, many (task, metric) rows
             for task, metric, value in analysis_metrics(record):
@@ -141,7 +147,7 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                         "architecture": meta.get("architecture", ""),
                         "model_sha256": record.get("model_sha256", ""),
                         "text_sha256": record.get("inputs_sha256", {}).get("parallel", ""),
-                        "embeddings_sha256": _embeddings_sha(results_root, cell, hashes),
+                        "embeddings_sha256": _embeddings_sha(p, cell, hashes),
                         "source_json": str(p),
                         "source_json_sha256": json_sha,
                     }
@@ -158,7 +164,7 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                     "value": value,
                     "model_sha256": record.get("model_sha256", ""),
                     "text_sha256": record.get("text_sha256", ""),
-                    "embeddings_sha256": _embeddings_sha(results_root, cell, hashes),
+                    "embeddings_sha256": _embeddings_sha(p, cell, hashes),
                     "source_json": str(p),
                     "source_json_sha256": json_sha,
                 }
