@@ -46,10 +46,10 @@ REPEATS = 3  # each timing is the median of this many interleaved repetitions (t
 
 sys.path.insert(0, str(ROOT.parent / "src"))
 from results_md import write_section  # noqa: E402
-from salt_transfer.aux import load_fasttext, token_vectors  # noqa: E402
-from salt_transfer.models import RowMatrix  # noqa: E402
-from salt_transfer.support import sparsemax_support  # noqa: E402
+from salt_transfer.fasttext_vectors import load_fasttext, token_vectors  # noqa: E402
+from salt_transfer.methods.support import sparsemax_support  # noqa: E402
 from salt_transfer.tokens import load_tokenizer, read_overlap  # noqa: E402
+from salt_transfer.weights import RowMatrix  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -101,7 +101,7 @@ def target_plm(vocab: int, text: Path) -> Path:
     from safetensors.torch import save_file
     from transformers import GPT2Config
 
-    from salt_transfer.plm import train_tokenizer
+    from salt_transfer.standin_plm import train_tokenizer
 
     fast = train_tokenizer("decoder", text.read_text(encoding="utf-8").splitlines(), vocab)
     out.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ class StepTimes(TrainerCallback):
 
 timer = StepTimes()
 if mode == "ours":
-    from salt_transfer import train as T
+    from salt_transfer import pretrain as T
     original = T._make_callbacks
     T._make_callbacks = lambda a, f: [*original(a, f), timer]
     args = T.TrainArguments(model=model_dir, train_file=str(Path(blocks_path).with_suffix(".txt")), output_dir=out_dir + "/model",
@@ -75,8 +75,8 @@ def inputs() -> tuple[Path, Path, int]:
     """The model directory, the packed blocks (ours packs the same text the same way), token budget."""
     from transformers import AutoTokenizer
 
-    from salt_transfer.models import fetch_model
-    from salt_transfer.train import pack_text
+    from salt_transfer.fetch import fetch_model
+    from salt_transfer.pretrain import pack_text
 
     model = REPO / "data" / "models" / "smollm2-135m"
     if not (model / "config.json").is_file():

@@ -1,33 +1,72 @@
 # Helpers for the whole workflow: config validation, the grid, wildcard constraints, input functions.
 # No rule lives here; rules/*.smk only declare inputs/outputs and call `salt-transfer`.
+#
+# What the suite offers (methods, their inputs and options; the demo's task names) and every option
+# default come from the package itself (`salt_transfer.catalog`, `salt_transfer.settings`: light
+# modules without torch), so nothing here repeats them.
 
 import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-validate(config, schema="../config/schema.yaml")
+# The package next to this workflow, also when Snakemake runs from an environment without it.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from salt_transfer.catalog import DEMO_TASKS, method_entries  # noqa: E402
+from salt_transfer.errors import InputError  # noqa: E402
+from salt_transfer.options import to_flags  # noqa: E402
+from salt_transfer.settings import (  # noqa: E402
+    FastTextOptions,
+    StandinOptions,
+    TrainArguments,
+    TrimOptions,
+)
+
+
+def _schema_errors(data):
+    """Schema violations as short lines: the key, the reason and the allowed values or keys (the
+    schema itself is not printed: it runs to hundreds of lines)."""
+    import jsonschema
+    import yaml
+
+    with open(os.path.join(workflow.basedir, "config", "schema.yaml")) as f:
+        schema = yaml.safe_load(f)
+    lines = []
+    for err in sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(data),
+        key=lambda e: [str(p) for p in e.absolute_path],
+    ):
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        allowed = ""
+        if "enum" in err.schema:
+            allowed = f"; allowed: {', '.join(map(str, err.schema['enum']))}"
+        elif err.validator == "additionalProperties" and "properties" in err.schema:
+            allowed = f"; allowed keys: {', '.join(err.schema['properties'])}"
+        lines.append(f"{where}: {err.message}{allowed}")
+    return lines
+
+
+_SCHEMA_ERRORS = _schema_errors(config)
+if _SCHEMA_ERRORS:
+    _details = "\n  ".join(_SCHEMA_ERRORS[:8])
+    raise ValueError(f"invalid config (config/schema.yaml):\n  {_details}")
+validate(config, schema="../config/schema.yaml")  # fills in the schema's defaults
 
 LLMS = list(config["llms"])
 PLMS = list(config["plms"])
-METHODS = list(config["methods"])
 STANDIN_PLMS = [p for p in PLMS if config["plms"][p]["source"] == "standin"]
 HUB_PLMS = [p for p in PLMS if p not in STANDIN_PLMS]
+TRIMMED_PLMS = [p for p in HUB_PLMS if config["plms"][p]["trim"]]
 ENGLISH = config.get("english_corpus")
-# The demo's multiple-choice tasks (built by build_tasks): result name -> lm-eval task name.
-DEMO_TASK_NAMES = {
-    "continuation": "salt_continuation_{lang}",
-    "xling_en2tgt": "salt_xling_en2{lang}",
-    "xling_tgt2en": "salt_xling_{lang}2en",
-}
-DEMO_TASKS = list(DEMO_TASK_NAMES) if config["evaluate"]["demo_tasks"] else []
+DEMO_TASKS_ON = list(DEMO_TASKS) if config["evaluate"]["demo_tasks"] else []
 EVAL_TASKS = [
     "bpb_target",
     *(["bpb_english"] if ENGLISH else []),
-    *DEMO_TASKS,
+    *DEMO_TASKS_ON,
     *config["evaluate"]["lm_eval_tasks"],
 ]
 ANALYSIS = config["analysis"]["enabled"]
@@ -36,31 +75,41 @@ ANALYSIS = config["analysis"]["enabled"]
 CELL_EVAL_TASKS = [*EVAL_TASKS, *(["alignment"] if ANALYSIS else [])]
 PLM_LANGS = sorted({spec["language"] for spec in config["plms"].values()})
 
-# What each method reads besides the source LLM (kept in step with the registry by a unit test).
-METHOD_NEEDS = {
-    "salt": {"aux", "plm"},
-    "focus": {"aux"},
-    "ofa": {"aux"},
-    "multivariate": set(),
-    "random": set(),
-    "mean": set(),
-    "procrustes": {"plm"},
-}
-
 
 def _config_errors():
     """Cross-key checks the schema cannot express; each message names the key to fix."""
     errors = []
+    try:
+        entries = method_entries(config["methods"])
+    except InputError as exc:
+        errors.append(str(exc))
+        entries = {}
     for plm, spec in config["plms"].items():
         if spec["language"] not in config["corpora"]:
             errors.append(
                 f"plms.{plm}.language {spec['language']!r} is not a key of corpora"
             )
+        if spec["source"].startswith("e5s1:") and not spec.get("tokenizer"):
+            errors.append(
+                f"plms.{plm}.tokenizer is needed by an e5s1: source (the model's tokenizer.json)"
+            )
+        if spec.get("tokenizer") and not spec["source"].startswith("e5s1:"):
+            errors.append(f"plms.{plm}.tokenizer is only used with e5s1: sources")
+        if spec["trim"] and spec["source"] == "standin":
+            errors.append(
+                f"plms.{plm}.trim: a stand-in PLM is trained on the target text already"
+            )
     if ENGLISH and ENGLISH not in config["corpora"]:
         errors.append(f"english_corpus {ENGLISH!r} is not a key of corpora")
+    for lang, corpus in config["corpora"].items():
+        source = corpus["source"]
+        if source.startswith("file:") and not os.path.isfile(source[len("file:") :]):
+            errors.append(
+                f"corpora.{lang}.source: no such file {source[len('file:'):]!r}"
+            )
     for lang in [code for code in PLM_LANGS if code in config["corpora"]]:
         corpus = config["corpora"][lang]
-        if (DEMO_TASKS or ANALYSIS) and not corpus.get("parallel_english"):
+        if (DEMO_TASKS_ON or ANALYSIS) and not corpus.get("parallel_english"):
             errors.append(
                 f"corpora.{lang}.parallel_english is needed by evaluate.demo_tasks / analysis"
             )
@@ -83,13 +132,29 @@ def _config_errors():
             errors.append(
                 f"name {name!r}: use letters, digits, '.', '_' or '-' (it becomes a path component)"
             )
-    return errors
+    for section, cls in (
+        ("standin_plm", StandinOptions),
+        ("aux", FastTextOptions),
+        ("trim", TrimOptions),
+    ):
+        try:
+            to_flags(cls, _options(section))
+        except InputError as exc:
+            errors.append(f"{section}: {exc}")
+    return errors, entries
 
 
-_CONFIG_ERRORS = _config_errors()
+def _options(section):
+    """A config section without the keys that are not options of its command."""
+    skip = {"aux": {"pretrained"}, "pretrain": {"heldout"}}.get(section, set())
+    return {k: v for k, v in config[section].items() if k not in skip}
+
+
+_CONFIG_ERRORS, METHOD_ENTRIES = _config_errors()
 if _CONFIG_ERRORS:
     _details = "\n  ".join(_CONFIG_ERRORS)
     raise ValueError(f"invalid config:\n  {_details}")
+METHODS = list(METHOD_ENTRIES)
 
 # sha256 of the validated config (defaults filled in). Every salt-transfer command records it in
 # its *.meta.json: `--config-hash` defaults to this variable, which jobs inherit (Slurm jobs too:
@@ -122,12 +187,19 @@ def llm_dir(wildcards):
 
 
 def plm_dir_of(plm):
-    """Hub PLMs are fetched to data/models/; stand-ins are derived artifacts under results/plm/."""
-    return f"results/plm/{plm}/model" if plm in STANDIN_PLMS else f"data/models/{plm}"
+    """Hub PLMs are fetched to data/models/; stand-ins and trimmed PLMs are derived artifacts under
+    results/plm/."""
+    if plm in STANDIN_PLMS or plm in TRIMMED_PLMS:
+        return f"results/plm/{plm}/model"
+    return f"data/models/{plm}"
 
 
 def plm_dir(wildcards):
     return plm_dir_of(wildcards.plm)
+
+
+def fetched_plm_dir(wildcards):
+    return f"data/models/{wildcards.plm}"
 
 
 def plm_language(wildcards):
@@ -142,17 +214,29 @@ def plm_train_text(wildcards):
     return corpus_split(plm_language(wildcards), "train")
 
 
+def plm_valid_text(wildcards):
+    return corpus_split(plm_language(wildcards), "valid")
+
+
 def aux_model_of(plm):
     lang = config["plms"][plm]["language"]
     pretrained = config["aux"]["pretrained"].get(lang)
     if pretrained == "cc":
         return f"data/fasttext/cc.{lang}.300.bin"
-    return pretrained if pretrained else f"results/aux/{lang}/{plm}/fasttext.bin"
+    return pretrained if pretrained else f"results/fasttext/{lang}/{plm}/fasttext.bin"
+
+
+def model_spec(wildcards):
+    return config["llms"].get(wildcards.model) or config["plms"].get(wildcards.model)
 
 
 def model_source(wildcards):
-    spec = config["llms"].get(wildcards.model) or config["plms"].get(wildcards.model)
-    return spec["source"]
+    return model_spec(wildcards)["source"]
+
+
+def fetch_flags(wildcards):
+    tokenizer = model_spec(wildcards).get("tokenizer")
+    return f"--tokenizer {tokenizer}" if tokenizer else ""
 
 
 def parent_of_train(wildcards, output):
@@ -190,10 +274,13 @@ def parallel_flags(wildcards):
 
 
 def standin_flags(wildcards):
-    opts = config["standin_plm"]
     arch = config["plms"][wildcards.plm]["architecture"]
-    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(opts.items()))
-    return f"--arch {arch} --seed {config['seed']} {options}"
+    options = {**_options("standin_plm"), "seed": config["seed"]}
+    return f"--arch {arch} {to_flags(StandinOptions, options)}"
+
+
+def trim_flags(wildcards):
+    return to_flags(TrimOptions, _options("trim"))
 
 
 def overlap_flags(wildcards):
@@ -201,12 +288,11 @@ def overlap_flags(wildcards):
 
 
 def aux_flags(wildcards):
-    aux = config["aux"]
-    return f"--dim {aux['dim']} --epochs {aux['epochs']} --min-count {aux['min_count']} --bucket {aux['bucket']}"
+    return to_flags(FastTextOptions, _options("aux"))
 
 
 def fit_inputs(wildcards):
-    needs = METHOD_NEEDS[wildcards.method]
+    needs = METHOD_ENTRIES[wildcards.method].info.needs
     inputs = {
         "source": llm_dir(wildcards),
         "overlap": f"results/overlap/{wildcards.llm}/{wildcards.plm}/overlap.parquet",
@@ -218,20 +304,21 @@ def fit_inputs(wildcards):
 
 
 def fit_flags(wildcards, input):
-    needs = METHOD_NEEDS[wildcards.method]
+    entry = METHOD_ENTRIES[wildcards.method]
     flags = [
-        f"--method {wildcards.method}",
+        f"--method {entry.method}",
+        f"--name {entry.name}",
         f"--seed {config['seed']}",
         f"--dtype {config['fit']['dtype']}",
         f"--target-tokenizer {input.tokenizer}",
     ]
-    if "plm" in needs:
+    if "plm" in entry.info.needs:
         flags.append(f"--plm {input.tokenizer}")
-    if "aux" in needs:
+    if "aux" in entry.info.needs:
         flags.append(f"--aux {input.aux}")
         if config["aux"]["pretrained"].get(plm_language(wildcards)):
             flags.append("--aux-lookup word")
-    for key, value in sorted((config["methods"][wildcards.method] or {}).items()):
+    for key, value in sorted(entry.options.items()):
         flags.append(f"--option {key}={value}")
     return " ".join(flags)
 
@@ -240,16 +327,22 @@ def transplant_flags(wildcards):
     return f"--save-dtype {config['transplant']['save_dtype']}"
 
 
-def pretrain_flags(wildcards):
-    args = config["pretrain"]
-    flags = [f"--seed {config['seed']}"]
-    for key, value in sorted(args.items()):
-        name = key.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(f"--{name}" if value else f"--no-{name}")
-        else:
-            flags.append(f"--{name} {value}")
-    return " ".join(flags)
+def pretrain_inputs(wildcards):
+    inputs = {
+        "model": f"results/init/{wildcards.llm}/{wildcards.plm}/{wildcards.method}/model",
+        "train": plm_train_text(wildcards),
+    }
+    if config["pretrain"]["heldout"]:
+        inputs["valid"] = plm_valid_text(wildcards)
+    return inputs
+
+
+def pretrain_flags(wildcards, input):
+    options = {**_options("pretrain"), "seed": config["seed"]}
+    flags = to_flags(TrainArguments, options)
+    if config["pretrain"]["heldout"]:
+        flags += f" --eval-file {input.valid}"
+    return flags
 
 
 def _eval_lang(wildcards):
@@ -259,7 +352,7 @@ def _eval_lang(wildcards):
 def demo_task_files(lang):
     return [
         f"results/tasks/{lang}/{name.format(lang=lang)}.yaml"
-        for name in DEMO_TASK_NAMES.values()
+        for name in DEMO_TASKS.values()
     ]
 
 
@@ -275,7 +368,7 @@ def eval_inputs(wildcards):
     inputs = {"bpb_target": corpus_split(lang, "test")}
     if ENGLISH:
         inputs["bpb_english"] = corpus_split(ENGLISH, "test")
-    if DEMO_TASKS:
+    if DEMO_TASKS_ON:
         inputs["demo_tasks"] = demo_task_files(lang)
     if ANALYSIS and _is_cell(wildcards):
         inputs.update(
@@ -287,20 +380,35 @@ def eval_inputs(wildcards):
     return inputs
 
 
+def eval_labels(wildcards):
+    """The cell labels each evaluation JSON records (the report reads them, not the path)."""
+    if _is_cell(wildcards):
+        labels = dict(
+            stage=wildcards.stage,
+            llm=wildcards.llm,
+            plm=wildcards.plm,
+            method=wildcards.method,
+        )
+    else:
+        labels = dict(stage="source", llm=wildcards.llm, language=wildcards.lang)
+    return " ".join(f"--label {k}={v}" for k, v in labels.items())
+
+
 def eval_flags(wildcards, input):
     ev = config["evaluate"]
     lang = _eval_lang(wildcards)
-    flags = [
+    flags = [eval_labels(wildcards)]
+    flags += [
         f"--task {name}=bpb:{input[name]}"
         for name in ("bpb_target", "bpb_english")
         if name in EVAL_TASKS
     ]
-    harness = {**{k: DEMO_TASK_NAMES[k] for k in DEMO_TASKS}, **ev["lm_eval_tasks"]}
+    harness = {**{k: DEMO_TASKS[k] for k in DEMO_TASKS_ON}, **ev["lm_eval_tasks"]}
     flags += [
         f"--task {name}=lm-eval:{task.format(lang=lang)}"
         for name, task in harness.items()
     ]
-    if DEMO_TASKS:
+    if DEMO_TASKS_ON:
         flags.append(f"--include-path results/tasks/{lang}")
     flags += [
         f"--max-bytes {ev['max_bytes']}",
@@ -370,11 +478,10 @@ def all_eval_jsons():
         for task in CELL_EVAL_TASKS
     ]
     if config["evaluate"]["source_baseline"]:
-        langs = sorted({config["plms"][p]["language"] for p in PLMS})
         files += [
             f"results/eval/source/{llm}/{lang}/{task}.json"
             for llm in LLMS
-            for lang in langs
+            for lang in PLM_LANGS
             for task in EVAL_TASKS
         ]
     return files
@@ -390,14 +497,19 @@ def all_train_logs():
 def report_flags(wildcards, input):
     grid = {
         "plms": {
-            p: {"language": s["language"], "architecture": s["architecture"]}
+            p: {
+                "language": s["language"],
+                "architecture": s["architecture"],
+                "source": s["source"],
+                "trim": s["trim"],
+            }
             for p, s in config["plms"].items()
         },
         "methods": METHODS,
+        "method_of": {name: e.method for name, e in METHOD_ENTRIES.items()},
         "llms": LLMS,
     }
-    logs = " ".join(f"--train-log {p}" for p in input.logs)
-    return f"--grid '{_json_arg(grid)}' {logs}"
+    return f"--grid '{_json_arg(grid)}'"
 
 
 def audit_inputs(wildcards):

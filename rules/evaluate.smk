@@ -9,11 +9,7 @@ rule build_tasks:
     output:
         expand(
             "results/tasks/{{lang}}/{name}.{ext}",
-            name=[
-                "salt_continuation_{lang}",
-                "salt_xling_en2{lang}",
-                "salt_xling_{lang}2en",
-            ],
+            name=list(DEMO_TASKS.values()),
             ext=["yaml", "jsonl"],
         ),
     log:

@@ -21,8 +21,9 @@ rule fetch_model:
         hf_api=1,
     params:
         spec=model_source,
+        flags=fetch_flags,
     shell:
-        "salt-transfer fetch-model --no-progress {params.spec} {output.model} > {log} 2>&1"
+        "salt-transfer fetch-model --no-progress {params.spec} {output.model} {params.flags} > {log} 2>&1"
 
 
 rule fetch_corpus:

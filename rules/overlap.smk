@@ -20,19 +20,19 @@ rule overlap:
         "--target-tokenizer {input.target} --out {output.table} --stats {output.stats} {params.flags} > {log} 2>&1"
 
 
-rule aux_fasttext:
+rule fasttext:
     input:
         corpus=plm_train_text,
         tokenizer=plm_dir,
     output:
-        model="results/aux/{lang}/{plm}/fasttext.bin",
+        model="results/fasttext/{lang}/{plm}/fasttext.bin",
     log:
-        "logs/aux/{lang}/{plm}.log",
+        "logs/fasttext/{lang}/{plm}.log",
     conda:
         "../envs/salt-transfer.yaml"
     threads: 1
     params:
         flags=aux_flags,
     shell:
-        "salt-transfer aux --no-progress --corpus {input.corpus} --tokenizer {input.tokenizer} "
+        "salt-transfer fasttext --no-progress --corpus {input.corpus} --tokenizer {input.tokenizer} "
         "--out {output.model} {params.flags} > {log} 2>&1"

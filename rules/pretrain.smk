@@ -1,11 +1,11 @@
 # Continual pretraining (paper Step 5). Checkpoints go to scratch/ (not an output, so Snakemake does
-# not delete them before a rerun): a failed, killed or pre-empted job resumes where it stopped.
+# not delete them before a rerun): a failed, killed or pre-empted job resumes where it stopped. With
+# pretrain.heldout on, the valid split is scored during training (the convergence figure's points).
 
 
 rule pretrain:
     input:
-        model="results/init/{llm}/{plm}/{method}/model",
-        train=plm_train_text,
+        unpack(pretrain_inputs),
     output:
         model=directory("results/cpt/{llm}/{plm}/{method}/model"),
         log_csv="results/cpt/{llm}/{plm}/{method}/train_log.csv",
@@ -22,6 +22,6 @@ rule pretrain:
         flags=pretrain_flags,
         scratch="scratch/cpt/{llm}/{plm}/{method}",
     shell:
-        "salt-transfer train --no-progress --threads {threads} --model {input.model} --train-file {input.train} "
+        "salt-transfer pretrain --no-progress --threads {threads} --model {input.model} --train-file {input.train} "
         "--scratch-dir {params.scratch} {params.flags} --output-dir {output.model} --log-csv {output.log_csv} "
         "> {log} 2>&1"

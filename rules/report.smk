@@ -1,5 +1,7 @@
 # The report: results.csv (one row per llm x plm x method x stage x task x metric, with hashes),
-# paper-shaped tables, metrics.json (for `dvc metrics show`) and plots.
+# paper-shaped tables, the paper's claims checked, metrics.json (for `dvc metrics show`) and plots.
+# The training logs are inputs so that the report waits for them; it finds each one through the
+# sidecar of the model it belongs to.
 
 
 rule report:

@@ -89,7 +89,7 @@ def en_lines() -> list[str]:
 
 def byte_bpe(texts, vocab_size=700):
     """GPT-2 style byte-level BPE (the library's decoder stand-in tokenizer)."""
-    from salt_transfer.plm import train_tokenizer
+    from salt_transfer.standin_plm import train_tokenizer
 
     return train_tokenizer("decoder", texts, vocab_size)
 

@@ -38,9 +38,9 @@ import torch
 
 from .corpora import read_parallel
 from .errors import InputError
-from .models import load_causal_lm
 from .provenance import sha256_tree, write_json_atomic
 from .tokens import canonical_forms, load_tokenizer
+from .weights import load_causal_lm
 
 LOG = logging.getLogger(__name__)
 
@@ -223,16 +223,26 @@ def source_states(
     out: str | Path,
     max_sentences: int = 0,
     device: str = "cpu",
+    config_hash: str | None = None,
 ) -> dict[str, Any]:
-    """Mean-pooled states of the source LLM on the English side of the parallel pairs (cached once)."""
+    """Mean-pooled states of the source LLM on the English side of the parallel pairs (cached once),
+    written with their sidecar."""
     from safetensors.torch import save_file
 
-    from .provenance import atomic_path
+    from .provenance import Meta, atomic_path, check_output
 
+    check_output(out)
     pairs = read_parallel(parallel)[: max_sentences or None]
     model, tok = load_causal_lm(source_model, device)
     states = mean_pooled_states(model, tok, [en for _, _, en in pairs], device=device)
-    with atomic_path(out) as tmp:
+    meta = Meta(
+        "source-states",
+        inputs={"source_model": source_model, "parallel": parallel},
+        params={"max_sentences": max_sentences},
+        device=str(device),
+        config_hash=config_hash,
+    )
+    with atomic_path(out, meta) as tmp:
         save_file({"states": states.contiguous()}, str(tmp), metadata={"n": str(len(pairs))})
     return {"layers": states.shape[0], "sentences": len(pairs)}
 
@@ -258,7 +268,7 @@ def alignment_record(
     """
     from safetensors.torch import load_file
 
-    from .models import embedding_layout
+    from .weights import embedding_layout
 
     t0 = time.perf_counter()
     model_dir = Path(model_dir)
@@ -347,8 +357,12 @@ def analyze(
     max_sentences: int = 0,
     seed: int = 0,
     device: str = "cpu",
+    config_hash: str | None = None,
 ) -> dict[str, Any]:
-    """Load the model in `model_dir`, compute `alignment_record` and write it to `out` (JSON)."""
+    """Load the model in `model_dir`, compute `alignment_record` and write it to `out` (JSON, + sidecar)."""
+    from .provenance import Meta, check_output
+
+    check_output(out)
     model, tok = load_causal_lm(model_dir, device)
     record = alignment_record(
         model,
@@ -362,5 +376,19 @@ def analyze(
         seed=seed,
         device=device,
     )
-    write_json_atomic(out, record)
+    meta = Meta(
+        "analyze",
+        inputs={
+            "model": model_dir,
+            "source_model": source_model,
+            "parallel": parallel,
+            "lexicon": lexicon,
+            "source_states": source_states_path,
+        },
+        params={"max_sentences": max_sentences},
+        seed=seed,
+        device=str(device),
+        config_hash=config_hash,
+    )
+    write_json_atomic(out, record, meta)
     return record

@@ -40,7 +40,7 @@ from typing import Any
 
 from .errors import InputError
 from .provenance import META_SUFFIX, file_digest, sha256_tree
-from .report import analysis_metrics, embeddings_path
+from .report import analysis_metrics, chain_input
 
 MISSING = "missing"
 
@@ -256,7 +256,8 @@ class _Auditor:
             self.check(path, f"sha256 ({role})", expected or recorded, self.hashes.sha256(path), [index])
             depends |= self.chain(path)
         if row.get("embeddings_sha256"):
-            emb = str(embeddings_path(source, row))
+            found = chain_input(model, "embeddings", root=self.hashes.root) if model else None
+            emb = str(found) if found is not None else f"(embeddings of {model}: no sidecar chain)"
             self.check(
                 emb, "sha256 (results.csv)", row["embeddings_sha256"], self.hashes.sha256(emb), [index]
             )

@@ -60,10 +60,39 @@ def export_sword_module(module: str, markup: bool = False) -> dict[str, str]:
     return verses
 
 
-def read_lines(path: str | Path) -> list[str]:
+def check_text_file(path: str | Path, label: str = "text") -> Path:
+    """`path` as a Path, checked to be an existing file of UTF-8 text: an InputError naming it and
+    the byte offset of the first invalid byte otherwise (a binary or Latin-1 file)."""
+    import codecs
+
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"corpus {path}: no such file")
+        raise InputError(f"{label} {path}: no such file")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{label} {path}: not UTF-8 text (invalid byte at offset {offset + exc.start}); "
+                    "convert it, e.g. iconv -f latin1 -t utf-8"
+                ) from None
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InputError(f"{label} {path}: not UTF-8 text (ends inside a character)") from None
+    with open(path, "rb") as f:
+        if b"\x00" in f.read(1 << 16):
+            raise InputError(f"{label} {path}: a binary file (NUL bytes), not text")
+    return path
+
+
+def read_lines(path: str | Path, label: str = "corpus") -> list[str]:
+    """The non-empty lines of a UTF-8 text file (an InputError naming it when it is not one)."""
+    path = check_text_file(path, label)
     return [line.rstrip("\n") for line in path.open(encoding="utf-8") if line.strip()]
 
 
@@ -211,15 +240,18 @@ def fetch_corpus(
     return manifest
 
 
-def fetch_parallel(source: str, english: str, split: dict, out: str | Path, seed: int = 0) -> int:
+def fetch_parallel(
+    source: str, english: str, split: dict, out: str | Path, seed: int = 0, config_hash: str | None = None
+) -> int:
     """Write a TSV (key, target text, English text) of the *test* documents both sources have.
 
     The split is recomputed from the target source with the same settings as `fetch_corpus`, so the
     pairs are never in the training text; parallel sentences feed the retrieval/CKA analyses and
     the cross-lingual tasks.
     """
-    from .provenance import write_text_atomic
+    from .provenance import Meta, check_output, write_text_atomic
 
+    check_output(out)
     docs = read_source(source)
     other = read_source(english)
     test = split_documents(docs, split, seed)["test"]
@@ -227,16 +259,27 @@ def fetch_parallel(source: str, english: str, split: dict, out: str | Path, seed
     if not pairs:
         raise InputError(f"parallel source {english}: shares no test document key with {source}")
     clean = lambda t: " ".join(t.replace("\t", " ").split())  # noqa: E731
-    write_text_atomic(out, "".join(f"{k}\t{clean(a)}\t{clean(b)}\n" for k, a, b in pairs))
+    meta = Meta(
+        "fetch-parallel",
+        params={"source": source, "english": english, "split": split, "pairs": len(pairs)},
+        seed=seed,
+        config_hash=config_hash,
+    )
+    write_text_atomic(out, "".join(f"{k}\t{clean(a)}\t{clean(b)}\n" for k, a, b in pairs), meta)
     return len(pairs)
 
 
 def read_parallel(path: str | Path) -> list[tuple[str, str, str]]:
     """(key, target text, English text) rows of a parallel.test.tsv."""
+    path = check_text_file(path, "parallel text")
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        key, tgt, en = line.split("\t")
-        rows.append((key, tgt, en))
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise InputError(
+                f"parallel text {path}: line {number} has {len(parts)} fields, expected 3 (key, target, English)"
+            )
+        rows.append((parts[0], parts[1], parts[2]))
     return rows
 
 
@@ -304,10 +347,17 @@ def lexicon_from_markup(
     return sorted(lexicon, key=lambda r: (-r[2], r[0]))
 
 
-def write_lexicon(rows: list[tuple[str, str, int]], out: str | Path) -> None:
-    from .provenance import write_text_atomic
+def write_lexicon(
+    rows: list[tuple[str, str, int]],
+    out: str | Path,
+    source: dict | None = None,
+    config_hash: str | None = None,
+) -> None:
+    """The lexicon TSV (target word, English word, count) with its sidecar (`source`: how it was built)."""
+    from .provenance import Meta, write_text_atomic
 
-    write_text_atomic(out, "".join(f"{a}\t{b}\t{n}\n" for a, b, n in rows))
+    meta = Meta("build-lexicon", params={**(source or {}), "pairs": len(rows)}, config_hash=config_hash)
+    write_text_atomic(out, "".join(f"{a}\t{b}\t{n}\n" for a, b, n in rows), meta)
 
 
 MUSE_URL = "https://dl.fbaipublicfiles.com/arrival/dictionaries/{lang}-en.txt"

@@ -17,45 +17,22 @@ import dataclasses
 import json
 import logging
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .aux import load_fasttext, token_vectors
 from .errors import InputError
+from .fasttext_vectors import load_fasttext, token_vectors
 from .methods import SourceRows, TransferProblem, get_method
-from .models import embedding_layout, resolve_device, write_safetensors
-from .provenance import atomic_path, meta_path, write_json_atomic, write_meta
+from .options import from_mapping
+from .provenance import Meta, atomic_path, check_output, meta_path, write_json_atomic
 from .tokens import canonical_forms, load_tokenizer, read_overlap, render, vocab_size
+from .weights import embedding_layout, resolve_device, write_safetensors
 
 LOG = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def parse_options(options_type: type, pairs: dict[str, str] | None) -> Any:
-    """Build a method's options dataclass from KEY=VALUE strings, converting to the declared types."""
-    pairs = dict(pairs or {})
-    fields = {f.name: f for f in dataclasses.fields(options_type)}
-    hints = typing.get_type_hints(options_type)
-    unknown = sorted(set(pairs) - set(fields))
-    if unknown:
-        raise InputError(f"unknown option(s) {unknown} for this method; known: {sorted(fields)}")
-    values: dict[str, Any] = {}
-    for key, raw in pairs.items():
-        kind = hints[key]
-        try:
-            if kind is bool:
-                if str(raw).lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(raw)
-                values[key] = str(raw).lower() in ("true", "1", "yes")
-            else:
-                values[key] = kind(raw)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"option {key}={raw!r}: expected {kind.__name__}") from exc
-    return options_type(**values)
 
 
 def _aux_lookup(aux_path: Path, explicit: str | None) -> str:
@@ -100,12 +77,19 @@ def fit_embeddings(
     dtype: str = "float32",
     progress: bool = True,
     config_hash: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Run one method end to end from files; returns the report written to `report`."""
+    """Run one method end to end from files; returns the report written to `report`.
+
+    `options` are the method's options as strings or values (`--option key=value`); `name`, when
+    given, is the config's name of this method variant, recorded in fit.json.
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     spec = get_method(method)
-    opts = parse_options(spec.options, options)
+    opts = from_mapping(spec.options, dict(options or {}), label=f"--option (method {method})")
+    check_output(out)
+    check_output(report, label="--report")
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: choose one of {sorted(DTYPES)}")
     dev = resolve_device(device)
@@ -141,6 +125,7 @@ def fit_embeddings(
         timings["load_plm_s"] = time.perf_counter() - t
 
     aux_vectors = None
+    forms = None
     rare_examples: list[str] = []
     if "aux" in spec.needs:
         t = time.perf_counter()
@@ -190,14 +175,40 @@ def fit_embeddings(
             {"method": method, "seed": seed, "n_target": n_target, "tied": layout.tied}, sort_keys=True
         )
     }
-    with atomic_path(out) as tmp:
+    meta = Meta(
+        command="fit",
+        inputs={
+            "source_model": source_model,
+            "overlap": overlap,
+            "plm": plm,
+            "aux": aux,
+            "target_tokenizer": target_tokenizer,
+        },
+        params={
+            "method": method,
+            "name": name or method,
+            "options": dataclasses.asdict(opts),
+            "dtype": dtype,
+            "aux_lookup": None if aux_vectors is None else aux_vectors.lookup,
+        },
+        seed=seed,
+        device=str(dev),
+        config_hash=config_hash,
+    )
+    with atomic_path(out, meta) as tmp:
         write_safetensors(tmp, tensors, header)
     timings["total_s"] = time.perf_counter() - t0
 
     norms = torch.linalg.vector_norm(result.input, dim=1).double()
     norms_new, norms_shared = norms[problem.new_ids], norms[shared_target]
+    largest_shared = float(norms_shared.max()) if len(norms_shared) else None
+    info = dict(result.info)
+    if forms is not None:
+        for row in info.get("largest_rows", []):
+            row["token"] = render(forms[row["target_id"]]) or f"<id {row['target_id']}>"
     record = {
         "method": method,
+        "name": name or method,
         "reference": spec.reference,
         "options": dataclasses.asdict(opts),
         "n_target": n_target,
@@ -210,33 +221,17 @@ def fit_embeddings(
         "has_output_rows": result.output is not None,
         "aux_lookup": None if aux_vectors is None else aux_vectors.lookup,
         "rare_examples": rare_examples,
-        **result.info,
+        **info,
         # Fitted rows far longer than the source's dominate every softmax they enter (tied heads).
-        "row_norms": {"new": _norm_summary(norms_new), "shared": _norm_summary(norms_shared)},
+        "row_norms": {
+            "new": _norm_summary(norms_new),
+            "shared": _norm_summary(norms_shared),
+            "new_above_largest_shared": int((norms_new > largest_shared).sum()) if largest_shared else 0,
+        },
         "seed": seed,
         "device": str(dev),
         "dtype": dtype,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     write_json_atomic(report, record)
-    write_meta(
-        out,
-        command="fit",
-        inputs={
-            "source_model": source_model,
-            "overlap": overlap,
-            "plm": plm,
-            "aux": aux,
-            "target_tokenizer": target_tokenizer,
-        },
-        params={
-            "method": method,
-            "options": dataclasses.asdict(opts),
-            "dtype": dtype,
-            "aux_lookup": record["aux_lookup"],
-        },
-        seed=seed,
-        device=str(dev),
-        config_hash=config_hash,
-    )
     return record

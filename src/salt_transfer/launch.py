@@ -1,6 +1,6 @@
-"""Multi-GPU launch of `salt-transfer train` through torchrun, sized from SLURM's environment.
+"""Multi-GPU launch of `salt-transfer pretrain` through torchrun, sized from SLURM's environment.
 
-`salt-transfer train --launch auto` (the default) counts the GPUs this job may use and, when there
+`salt-transfer pretrain --launch auto` (the default) counts the GPUs this job may use and, when there
 is more than one, reruns itself under `torchrun` with one process per GPU; transformers' Trainer then
 trains with DistributedDataParallel. With one GPU or none it trains in the current process. The
 count comes, in this order, from
@@ -19,7 +19,7 @@ trained on one node while the others idle: multi-node training needs one torchru
 `srun --ntasks-per-node=1 torchrun --nnodes=N --rdzv-backend=c10d ...`), which is left to the user.
 
 Signals: the launcher runs torchrun as a child and forwards the checkpoint signals (SIGTERM,
-SIGUSR1, SIGURG: `train.CHECKPOINT_SIGNALS`; Slurm's warning before a time limit is requested with
+SIGUSR1, SIGURG: `CHECKPOINT_SIGNALS`; Slurm's warning before a time limit is requested with
 `--signal=URG@<seconds>` in profiles/slurm) to the worker processes themselves, not to torchrun,
 whose own handler would kill the workers before they checkpoint. Each worker then
 saves a checkpoint at the end of its step and exits with the pre-emption status, which the launcher
@@ -38,7 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .train import CHECKPOINT_SIGNALS
+
+PREEMPTED_EXIT = 3  # exit status after a pre-emption signal: a checkpoint exists, rerun to resume
+# Signals that make training checkpoint and stop (`salt_transfer.pretrain` says why URG).
+CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGURG)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def plan_from_env(env: Mapping[str, str], cuda_device_count: int) -> LaunchPlan:
 
 
 def torchrun_command(plan: LaunchPlan, train_argv: Sequence[str], python: str = sys.executable) -> list[str]:
-    """The command that runs `salt-transfer train` once per GPU on this node."""
+    """The command that runs `salt-transfer pretrain` once per GPU on this node."""
     return [
         python,
         "-m",
@@ -105,7 +108,7 @@ def torchrun_command(plan: LaunchPlan, train_argv: Sequence[str], python: str = 
         f"--nproc-per-node={plan.nproc_per_node}",
         "-m",
         "salt_transfer",
-        "train",
+        "pretrain",
         *train_argv,
     ]
 
@@ -146,3 +149,27 @@ def run_distributed(command: Sequence[str], preempted_exit: int) -> int:
     if received and status != 0:
         return preempted_exit
     return status
+
+
+def relaunch_if_distributed(values: dict, scratch_dir: str | Path, passthrough: Sequence[str]) -> int | None:
+    """Rerun `pretrain` under torchrun when this job has several GPUs; None: train in this process.
+
+    The workers read the resolved arguments from a JSON file in the scratch directory rather than a
+    re-quoted command line; `passthrough` carries the common flags (verbosity, threads, config hash).
+    """
+    import torch
+
+    from .provenance import write_json_atomic
+
+    plan = plan_from_env(os.environ, torch.cuda.device_count())
+    if not plan.distributed:
+        return None
+    args_file = Path(scratch_dir) / "launch_args.json"
+    write_json_atomic(args_file, values)
+    argv = ["--args-json", str(args_file), "--launch", "none", *passthrough]
+    import logging
+
+    logging.getLogger(__name__).info(
+        "%d GPUs (from %s): launching torchrun", plan.nproc_per_node, plan.source
+    )
+    return run_distributed(torchrun_command(plan, argv), PREEMPTED_EXIT)

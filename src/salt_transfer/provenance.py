@@ -1,29 +1,46 @@
-"""Hashes, atomic writes and the `*.meta.json` sidecar every artifact gets.
+"""Hashes, atomic writes, output-location checks and the `*.meta.json` sidecar every artifact gets.
 
-Writes are atomic (temp file in the same directory, then `os.replace`), so a killed job never
-leaves a half-written artifact under its final name. Directory artifacts (model directories) are
-built in a sibling temp directory and renamed into place.
+Writes are atomic: an artifact is built under a temporary name in its own directory and renamed
+into place only when complete, so a killed job never leaves a half-written artifact under its final
+name. An artifact and its sidecar appear together: the sidecar (which records the artifact's own
+sha256) is written first, then the artifact is renamed into place; a kill in between leaves a
+sidecar without an artifact, which the next run overwrites, never an artifact without a sidecar.
+
+Temporaries are named `.<name>.<host>-<pid>.<random>.tmp`, so a later writer of the same artifact
+removes those left by killed processes of this host (`clean_stale`), and a model copy per kill does
+not pile up. `check_output` is called by every writer *before* it computes: an output location
+that cannot be written (parent is a file, not writable, a directory where a file is meant, a file
+or someone's non-empty directory where a model directory is meant) is an InputError naming it, and
+nothing the user put there is ever renamed or overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .errors import InputError
 
 _CHUNK = 1 << 20  # 1 MiB reads keep hashing memory flat for multi-GB weight files
 
 META_SUFFIX = ".meta.json"
 SNAKEMAKE_MARKER = ".snakemake_timestamp"
+# A directory holding one of these was written by a fetch or by this suite: safe to replace.
+_OWN_DIR_MARKERS = ("manifest.json",)
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
@@ -62,78 +79,115 @@ def file_hashes(path: str | os.PathLike) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path next to `final`; on success rename it onto `final`, on error delete it."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        # mkstemp creates 0600 files; artifacts get the usual permissions (0666 minus the umask).
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+# ----------------------------------------------------------------------------------------------
+# Output locations and temporaries
 
 
-@contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temp directory next to `final`; on success it replaces `final` as a whole."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-        _usual_modes(tmp)
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+def meta_path(artifact: str | os.PathLike) -> Path:
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + META_SUFFIX)
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; restore at once
-    os.umask(mask)
-    return mask
+def _writable_dir(folder: Path, label: str) -> None:
+    """`folder` exists as a writable directory, or can be created: an InputError otherwise."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"{label}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{label}: {probe} is not writable")
 
 
-def _usual_modes(root: Path) -> None:
-    """Give a finished artifact tree the usual permissions (0777/0666 minus the umask).
+def is_own_directory(path: Path) -> bool:
+    """A directory this suite wrote (a sidecar beside it, or a fetch manifest in it), or an empty one."""
+    return (
+        meta_path(path).is_file()
+        or any((path / m).is_file() for m in _OWN_DIR_MARKERS)
+        or not any(path.iterdir())
+    )
 
-    mkdtemp creates 0700 directories and some writers create 0600 files (transformers'
-    save_pretrained does for model.safetensors); an artifact on a shared cluster filesystem or in a
-    DVC cache must be readable like any other file. Execute bits of files are kept.
+
+def check_output(path: str | os.PathLike, *, directory: bool = False, label: str = "--out") -> Path:
+    """Check before computing that `path` can be written as a file (or a directory); return it.
+
+    Refused, by name: a parent that is a file or not writable; a directory where a file is meant;
+    a file where a directory is meant; a non-empty directory this suite did not write (replacing it
+    would delete the user's files).
     """
-    mask = _umask()
-    os.chmod(root, 0o777 & ~mask)
-    for path in root.rglob("*"):
-        if path.is_symlink():
+    path = Path(path)
+    label = f"{label} {path}"
+    if path.exists() or path.is_symlink():
+        if directory:
+            if not path.is_dir():
+                raise InputError(f"{label}: exists and is not a directory; remove it or choose another path")
+            if not is_own_directory(path):
+                raise InputError(
+                    f"{label}: a non-empty directory not written by salt-transfer; remove it or choose another path"
+                )
+        elif path.is_dir():
+            raise InputError(f"{label}: is a directory; give a file path")
+    _writable_dir(path.parent, label)
+    return path
+
+
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(final: Path) -> list[Path]:
+    """Remove temporaries of `final` left by dead processes of this host, and a leftover `.old` copy."""
+    removed = []
+    parent = final.parent
+    if not parent.is_dir():
+        return removed
+    host = _host()
+    for entry in parent.glob(f".{final.name}.*.tmp"):
+        m = _TMP_RE.match(entry.name)
+        if not m or m.group("name") != final.name or m.group("host") != host or _alive(int(m.group("pid"))):
             continue
-        if path.is_dir():
-            os.chmod(path, 0o777 & ~mask)
-        else:
-            os.chmod(path, (0o666 | (path.stat().st_mode & 0o111)) & ~mask)
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        removed.append(entry)
+    old = parent / f".{final.name}.old"
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+        removed.append(old)
+    return removed
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def _tmp_prefix(final: Path) -> str:
+    return f".{final.name}.{_host()}-{os.getpid()}."
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+# ----------------------------------------------------------------------------------------------
+# Sidecars
+
+
+@dataclass
+class Meta:
+    """What a sidecar records besides the artifact's own hash (see `write_meta`)."""
+
+    command: str
+    inputs: Mapping[str, str | os.PathLike | None] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    device: str | None = None
+    config_hash: str | None = None
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -178,9 +232,22 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def meta_path(artifact: str | os.PathLike) -> Path:
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name + META_SUFFIX)
+def meta_record(artifact_name: str, artifact_sha256: str, meta: Meta) -> dict[str, Any]:
+    return {
+        "artifact": artifact_name,
+        "artifact_sha256": artifact_sha256,
+        "command": meta.command,
+        "inputs": {
+            role: ({"path": str(p), "sha256": sha256_tree(p)} if p is not None else None)
+            for role, p in sorted(meta.inputs.items())
+        },
+        "params": dict(meta.params or {}),
+        "seed": meta.seed,
+        "device": meta.device,
+        "config_hash": meta.config_hash,
+        **git_state(),
+        "versions": package_versions(),
+    }
 
 
 def write_meta(
@@ -193,26 +260,110 @@ def write_meta(
     device: str | None = None,
     config_hash: str | None = None,
 ) -> Path:
-    """Write `<artifact>.meta.json`: what was computed, from which bytes, by which code.
-
-    `inputs` maps a role ("source_model", "overlap", ...) to a file or directory; each is hashed.
-    The artifact's own hash is recorded too so an audit can tell a stale sidecar from a fresh one.
-    """
-    record = {
-        "artifact": Path(artifact).name,
-        "artifact_sha256": sha256_tree(artifact),
-        "command": command,
-        "inputs": {
-            role: ({"path": str(p), "sha256": sha256_tree(p)} if p is not None else None)
-            for role, p in sorted(inputs.items())
-        },
-        "params": dict(params or {}),
-        "seed": seed,
-        "device": device,
-        "config_hash": config_hash,
-        **git_state(),
-        "versions": package_versions(),
-    }
+    """Write `<artifact>.meta.json` for an artifact already in place: what was computed, from which
+    bytes, by which code. Writers use `atomic_path(..., meta=...)` instead, which writes the sidecar
+    and the artifact together."""
+    meta = Meta(command, inputs, params or {}, seed, device, config_hash)
+    artifact = Path(artifact)
     out = meta_path(artifact)
-    write_json_atomic(out, record)
+    write_json_atomic(out, meta_record(artifact.name, sha256_tree(artifact), meta))
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; restore at once
+    os.umask(mask)
+    return mask
+
+
+def _usual_modes(root: Path) -> None:
+    """Give a finished artifact the usual permissions (0777/0666 minus the umask).
+
+    mkstemp/mkdtemp create 0600/0700 and some writers create 0600 files (transformers'
+    save_pretrained does for model.safetensors); an artifact on a shared cluster filesystem or in a
+    DVC cache must be readable like any other file. Execute bits of files are kept.
+    """
+    mask = _umask()
+    if root.is_file():
+        os.chmod(root, (0o666 | (root.stat().st_mode & 0o111)) & ~mask)
+        return
+    os.chmod(root, 0o777 & ~mask)
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~mask)
+        else:
+            os.chmod(path, (0o666 | (path.stat().st_mode & 0o111)) & ~mask)
+
+
+def _publish(tmp: Path, final: Path, meta: Meta | None) -> None:
+    """Move a finished temporary onto `final`; with `meta`, the sidecar lands first (module doc)."""
+    _usual_modes(tmp)
+    old = final.with_name(f".{final.name}.old")
+    if final.is_dir() and not final.is_symlink():
+        os.replace(final, old)  # so no old artifact sits beside the new sidecar
+    elif meta is not None and final.exists():
+        final.unlink()
+    if meta is not None:
+        write_json_atomic(meta_path(final), meta_record(final.name, sha256_tree(tmp), meta))
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike, meta: Meta | None = None) -> Iterator[Path]:
+    """Yield a temp path next to `final`; on success rename it onto `final` (its sidecar first when
+    `meta` is given), on error delete it."""
+    final = Path(final)
+    check_output(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(final), suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        _publish(tmp_path, final, meta)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, meta: Meta | None = None) -> Iterator[Path]:
+    """Yield an empty temp directory next to `final`; on success it replaces `final` as a whole
+    (its sidecar first when `meta` is given). A file at `final` is never renamed (an InputError);
+    library entry points call `check_output(final, directory=True)` before computing, which also
+    refuses someone's non-empty directory."""
+    final = Path(final)
+    if final.exists() and not final.is_dir():
+        raise InputError(f"--out {final}: exists and is not a directory; remove it or choose another path")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(final), suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        _publish(tmp, final, meta)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, meta: Meta | None = None) -> None:
+    with atomic_path(path, meta) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, meta: Meta | None = None) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", meta)
+
+
+def is_disk_error(exc: OSError) -> bool:
+    """Errors of the output location (full disk, read-only or unwritable file system), not bugs."""
+    return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)

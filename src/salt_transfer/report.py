@@ -3,13 +3,14 @@
 Usage:
     salt-transfer report --grid grid.json --out-dir results/report results/eval/*/.../*.json
 
-Inputs are the evaluation JSONs the workflow lists explicitly; their place in the results tree
-says which cell they belong to:
-    results/eval/{stage}/{llm}/{plm}/{method}/{task}.json    stage in init, cpt
-    results/eval/source/{llm}/{lang}/{task}.json               the untouched source LLM (reference)
-An `alignment` record (kind "alignment": word/sentence retrieval, CKA per layer) becomes rows of the
-tasks word_retrieval, sentence_retrieval and cka.
-and the grid file maps each PLM to its language and architecture. Outputs:
+Inputs are the evaluation JSONs the workflow lists explicitly. Each says which cell it belongs to
+(the `cell` labels `salt-transfer evaluate --label` recorded: stage init/cpt/source, llm, plm,
+method or language) and which model it scored; everything else is found by following the sidecar
+chain from that model (`*.meta.json`: continual-pretrained model -> transferred model -> fitted
+embeddings), never by re-deriving paths: the fitted embeddings each row's hash covers, and the
+training log of each continually pretrained model. An `alignment` record (word/sentence retrieval,
+CKA per layer) becomes rows of the tasks word_retrieval, sentence_retrieval and cka. The grid maps
+each PLM to its language and architecture. Outputs:
   results.csv  one row per (llm, plm, method, stage, task, metric) with the value and the sha256 of
                the model directory, the evaluated text and the fitted embeddings it came from, and
                the path and sha256 of the evaluation JSON it was read from (`salt-transfer audit`
@@ -32,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import InputError
-from .provenance import atomic_path, sha256_file, write_json_atomic, write_text_atomic
+from .provenance import atomic_path, meta_path, sha256_file, write_json_atomic, write_text_atomic
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ COLUMNS = [
     "task",
     "metric",
     "value",
+    "stderr",
     "model_sha256",
     "text_sha256",
     "embeddings_sha256",
@@ -78,62 +80,90 @@ def analysis_metrics(record: dict) -> list[tuple[str, str, float]]:
     return rows
 
 
-def cell_of(path: Path) -> dict[str, str]:
-    """Grid coordinates from an evaluation JSON's path under results/eval/."""
-    parts = path.parts
-    try:
-        i = len(parts) - 1 - parts[::-1].index("eval")
-    except ValueError as exc:
-        raise InputError(f"{path}: not under a results/eval/ directory") from exc
-    rest = parts[i + 1 :]
-    if len(rest) == 4 and rest[0] == "source":
+def cell_of(record: dict[str, Any], path: Path) -> dict[str, str]:
+    """Grid coordinates of an evaluation record: the `cell` labels `evaluate --label` recorded."""
+    cell = record.get("cell")
+    if not isinstance(cell, dict) or "stage" not in cell or "llm" not in cell:
+        raise InputError(
+            f"evaluation {path}: no cell labels (stage, llm, ...); evaluate with --label stage=... --label llm=..."
+        )
+    if cell["stage"] == "source":
         return {
             "stage": "source",
-            "llm": rest[1],
+            "llm": cell["llm"],
             "plm": "",
             "method": "source",
-            "task": Path(rest[3]).stem,
-            "language": rest[2],
+            "language": cell.get("language", ""),
         }
-    if len(rest) == 5:
-        return {
-            "stage": rest[0],
-            "llm": rest[1],
-            "plm": rest[2],
-            "method": rest[3],
-            "task": Path(rest[4]).stem,
-        }
-    raise InputError(f"{path}: expected results/eval/STAGE/LLM/PLM/METHOD/TASK.json")
+    return {
+        "stage": cell["stage"],
+        "llm": cell["llm"],
+        "plm": cell.get("plm", ""),
+        "method": cell.get("method", ""),
+    }
 
 
-def embeddings_path(eval_json: str | Path, cell: dict[str, str]) -> Path:
-    """results/fit/LLM/PLM/METHOD/embeddings.safetensors next to the eval/ tree `eval_json` is in."""
-    p = Path(eval_json)
-    results_root = p.parents[p.parts[::-1].index("eval")]  # the directory that holds eval/
-    return results_root / "fit" / cell["llm"] / cell["plm"] / cell["method"] / "embeddings.safetensors"
+def _sidecar(path: str | Path) -> dict[str, Any] | None:
+    side = meta_path(path)
+    if not side.is_file():
+        return None
+    try:
+        return json.loads(side.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
-def _embeddings_sha(eval_json: Path, cell: dict[str, str], known: dict[Path, str]) -> str:
-    """sha256 of the cell's fitted embeddings; `known` memoizes it (one cell has many rows)."""
-    if cell["stage"] == "source":
+def chain_input(artifact: str | Path, role: str, root: str | Path = ".", max_depth: int = 6) -> Path | None:
+    """The first input named `role` met walking the sidecar chain up from `artifact` (through each
+    sidecar's `model` input: continual-pretrained model -> transferred model -> ...), or None.
+    Paths are returned as recorded (relative to the workflow folder); `root` is that folder."""
+    current: str | Path | None = artifact
+    for _ in range(max_depth):
+        if current is None:
+            return None
+        record = _sidecar(Path(root) / current)
+        if record is None:
+            return None
+        inputs = record.get("inputs") or {}
+        if inputs.get(role):
+            return Path(inputs[role]["path"])
+        current = (inputs.get("model") or {}).get("path")
+    return None
+
+
+def chain_param(artifact: str | Path, key: str) -> Any:
+    """A parameter recorded in `artifact`'s own sidecar (e.g. the train log of a pretrained model)."""
+    record = _sidecar(artifact)
+    return None if record is None else (record.get("params") or {}).get(key)
+
+
+def _embeddings_sha(record: dict[str, Any], known: dict[str, str]) -> str:
+    """sha256 of the fitted embeddings the evaluated model was built from (found through the
+    sidecar chain of its model directory); `known` memoizes it (one model has many rows)."""
+    model = record.get("model")
+    if not model:
         return ""
-    emb = embeddings_path(eval_json, cell)
-    if emb not in known:
-        known[emb] = sha256_file(emb) if emb.is_file() else ""
-    return known[emb]
+    if model not in known:
+        emb = chain_input(model, "embeddings")
+        known[model] = sha256_file(emb) if emb is not None and emb.is_file() else ""
+    return known[model]
 
 
 def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
     rows = []
     plms = grid.get("plms", {})
-    hashes: dict[Path, str] = {}
+    hashes: dict[str, str] = {}
     for p in map(Path, eval_jsons):
         if not p.is_file():
             raise InputError(f"evaluation {p}: no such file")
         raw = p.read_bytes()
-        record = json.loads(raw)
+        try:
+            record = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"evaluation {p}: not JSON ({exc})") from exc
         json_sha = hashlib.sha256(raw).hexdigest()  # of the exact bytes read: what the row came from
-        cell = cell_of(p)
+        cell = cell_of(record, p)
+        cell["task"] = record.get("task") or p.stem
         meta = plms.get(cell["plm"], {})
         if record.get("kind") == "alignment":  # one record, many (task, metric) rows
             for task, metric, value in analysis_metrics(record):
@@ -143,11 +173,14 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                         "task": task,
                         "metric": metric,
                         "value": value,
+                        "stderr": None,
                         "language": meta.get("language", ""),
                         "architecture": meta.get("architecture", ""),
                         "model_sha256": record.get("model_sha256", ""),
                         "text_sha256": record.get("inputs_sha256", {}).get("parallel", ""),
-                        "embeddings_sha256": _embeddings_sha(p, cell, hashes),
+                        "embeddings_sha256": _embeddings_sha(record, hashes)
+                        if cell["stage"] != "source"
+                        else "",
                         "source_json": str(p),
                         "source_json_sha256": json_sha,
                     }
@@ -162,9 +195,10 @@ def collect(eval_jsons: list[str | Path], grid: dict[str, Any]) -> pd.DataFrame:
                     "architecture": meta.get("architecture", ""),
                     "metric": metric,
                     "value": value,
+                    "stderr": (record.get("stderr") or {}).get(metric),
                     "model_sha256": record.get("model_sha256", ""),
                     "text_sha256": record.get("text_sha256", ""),
-                    "embeddings_sha256": _embeddings_sha(p, cell, hashes),
+                    "embeddings_sha256": _embeddings_sha(record, hashes) if cell["stage"] != "source" else "",
                     "source_json": str(p),
                     "source_json_sha256": json_sha,
                 }
@@ -216,6 +250,9 @@ def tables_markdown(df: pd.DataFrame, grid: dict[str, Any]) -> str:
             if sub.empty:
                 continue
             pivot = sub.pivot_table(index="method", columns="plm", values="value", aggfunc="first")
+            errors = sub.pivot_table(
+                index="method", columns="plm", values="stderr", aggfunc="first", dropna=False
+            )
             methods = [m for m in grid.get("methods", pivot.index) if m in pivot.index]
             pivot = pivot.loc[methods]
             plm_cols = list(pivot.columns)
@@ -233,11 +270,18 @@ def tables_markdown(df: pd.DataFrame, grid: dict[str, Any]) -> str:
                 "|---" * (len(plm_cols) + 1) + "|",
             ]
             best = pivot.min() if lower_better else pivot.max()
+
+            def cell(method, column, v, best=best, errors=errors):
+                if pd.isna(v):
+                    return "-"
+                text = f"**{_fmt(v)}**" if v == best[column] else _fmt(v)
+                err = (
+                    errors.at[method, column] if method in errors.index and column in errors.columns else None
+                )
+                return f"{text} ± {_fmt(err)}" if err is not None and pd.notna(err) else text
+
             for method, row in pivot.iterrows():
-                vals = [
-                    (f"**{_fmt(v)}**" if v == best[c] else _fmt(v)) if pd.notna(v) else "-"
-                    for c, v in row.items()
-                ]
+                vals = [cell(method, c, v) for c, v in row.items()]
                 lines.append(f"| {method} | " + " | ".join(vals) + " |")
             reference = [source_value(df, llm, task, metric, plm_language(grid, p)) for p in plm_cols]
             if any(v is not None for v in reference):
@@ -262,7 +306,9 @@ def _log_scale_if_wide(ax, values) -> None:
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict[str, Any]) -> list[Path]:
+def plot_all(
+    df: pd.DataFrame, train_logs: dict[tuple[str, str, str], Path], out_dir: Path, grid: dict[str, Any]
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,29 +326,45 @@ def plot_all(df: pd.DataFrame, train_logs: list[Path], out_dir: Path, grid: dict
         plt.close(fig)
         written.append(target)
 
-    # Convergence: one figure per (llm, plm), one line per method.
-    curves: dict[tuple[str, str], list[tuple[str, pd.DataFrame]]] = {}
-    for log in train_logs:
-        parts = log.parts
-        llm, plm, method = parts[-4], parts[-3], parts[-2]
+    # Convergence (the paper's Figure 2): one figure per (llm, plm), one line per method; training
+    # loss against tokens on the left, held-out bits per byte (the valid split) on the right.
+    by_pair: dict[tuple[str, str], list[tuple[str, pd.DataFrame]]] = {}
+    for (llm, plm, method), log in sorted(train_logs.items()):
         data = pd.read_csv(log)
         if not data.empty:
-            curves.setdefault((llm, plm), []).append((method, data))
-    for (llm, plm), runs in sorted(curves.items()):
-        fig, ax = plt.subplots(figsize=(6, 4))
+            by_pair.setdefault((llm, plm), []).append((method, data))
+    for (llm, plm), runs in sorted(by_pair.items()):
+        heldout = any("heldout_bpb" in d and d["heldout_bpb"].notna().any() for _, d in runs)
+        fig, axes = plt.subplots(1, 2 if heldout else 1, figsize=(11 if heldout else 6, 4), squeeze=False)
+        ax = axes[0][0]
+        losses = []
         for method, data in sorted(runs, key=lambda r: methods.index(r[0]) if r[0] in methods else 99):
-            x = data["tokens_seen"] if data["tokens_seen"].notna().all() else data["step"]
-            ax.plot(x, data["loss"], label=method, color=colors.get(method), linewidth=1.6)
+            rows = data[data["loss"].notna()]
+            x = rows["tokens_seen"] if rows["tokens_seen"].notna().all() else rows["step"]
+            ax.plot(x, rows["loss"], label=method, color=colors.get(method), linewidth=1.3)
+            losses += list(rows["loss"])
+            if heldout and "heldout_bpb" in data:
+                points = data[data["heldout_bpb"].notna()]
+                axes[0][1].plot(
+                    points["tokens_seen"], points["heldout_bpb"], "o-", color=colors.get(method), label=method
+                )
         meta = grid.get("plms", {}).get(plm, {})
-        ax.set_title(
+        fig.suptitle(
             f"Continual pretraining: {llm} with {plm} ({meta.get('language', '?')}, {meta.get('architecture', '?')})",
             fontsize=10,
         )
-        ax.set_xlabel("tokens seen" if data["tokens_seen"].notna().all() else "step")
-        ax.set_ylabel("training loss (nats/token)")
-        _log_scale_if_wide(ax, [v for _, d in runs for v in d["loss"]])
+        ax.set_xlabel("tokens seen")
+        ax.set_ylabel("training loss (nats per target token)")
+        _log_scale_if_wide(ax, losses)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+        if heldout:
+            axes[0][1].set_xlabel("tokens seen")
+            axes[0][1].set_ylabel("held-out bits per byte (valid split; lower is better)")
+            _log_scale_if_wide(
+                axes[0][1], [v for _, d in runs if "heldout_bpb" in d for v in d["heldout_bpb"].dropna()]
+            )
+            axes[0][1].grid(alpha=0.3)
         save(fig, f"loss_{llm}_{plm}.png")
 
     # Bars: one figure per (llm, task, metric): groups = PLMs, bars = methods, init vs cpt hatched.
@@ -398,11 +460,25 @@ def headline_metrics(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+def training_logs(eval_jsons: list[str | Path]) -> dict[tuple[str, str, str], Path]:
+    """(llm, plm, method) -> train_log.csv of each continually pretrained model evaluated, found
+    through the model's sidecar (the pretraining run recorded where it wrote its log)."""
+    logs = {}
+    for p in map(Path, eval_jsons):
+        record = json.loads(p.read_text(encoding="utf-8"))
+        cell = record.get("cell") or {}
+        if cell.get("stage") != "cpt" or not record.get("model"):
+            continue
+        log = chain_param(record["model"], "log_csv")
+        if log and Path(log).is_file():
+            logs[(cell["llm"], cell.get("plm", ""), cell.get("method", ""))] = Path(log)
+    return logs
+
+
 def write_report(
     eval_jsons: list[str | Path],
     grid: dict[str, Any],
     out_dir: str | Path,
-    train_logs: list[str | Path] = (),
     plots: bool = True,
 ) -> pd.DataFrame:
     out_dir = Path(out_dir)
@@ -412,5 +488,5 @@ def write_report(
     write_text_atomic(out_dir / "tables.md", tables_markdown(df, grid))
     write_json_atomic(out_dir / "metrics.json", headline_metrics(df))
     if plots:
-        plot_all(df, [Path(p) for p in train_logs], out_dir / "plots", grid)
+        plot_all(df, training_logs(eval_jsons), out_dir / "plots", grid)
     return df

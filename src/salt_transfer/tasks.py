@@ -23,9 +23,10 @@ import json
 import random
 from pathlib import Path
 
+from .catalog import demo_task_names
 from .corpora import read_parallel
 from .errors import InputError
-from .provenance import write_text_atomic
+from .provenance import Meta, write_text_atomic
 
 TASK_YAML = """\
 # Built by `salt-transfer build-tasks` from {source}; data: {data}
@@ -53,15 +54,6 @@ metadata:
 """
 
 
-def task_names(lang: str) -> dict[str, str]:
-    """Cell-relative result name -> lm-eval task name of the demo tasks for one language."""
-    return {
-        "continuation": f"salt_continuation_{lang}",
-        "xling_en2tgt": f"salt_xling_en2{lang}",
-        "xling_tgt2en": f"salt_xling_{lang}2en",
-    }
-
-
 def _pick(items: list, n: int, rng: random.Random) -> list:
     return rng.sample(items, min(n, len(items)))
 
@@ -73,9 +65,15 @@ def _choices(gold: str, pool: list[str], rng: random.Random) -> tuple[list[str],
 
 
 def build_tasks(
-    parallel: str | Path, lang: str, out_dir: str | Path, items: int = 40, max_words: int = 24, seed: int = 0
+    parallel: str | Path,
+    lang: str,
+    out_dir: str | Path,
+    items: int = 40,
+    max_words: int = 24,
+    seed: int = 0,
+    config_hash: str | None = None,
 ) -> dict[str, int]:
-    """Write the three tasks' JSONL data and YAML into `out_dir`; returns items per task.
+    """Write the three tasks' JSONL data (with sidecars) and YAML into `out_dir`; returns items per task.
 
     Verses of at most `max_words` words are used (short items keep CPU evaluation cheap).
     """
@@ -119,9 +117,16 @@ def build_tasks(
         "xling_tgt2en": "pick the English translation of a target-language verse among four",
     }
     counts = {}
-    for key, name in task_names(lang).items():
+    for key, name in demo_task_names(lang).items():
         data = out_dir / f"{name}.jsonl"
-        write_text_atomic(data, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[key]))
+        meta = Meta(
+            "build-tasks",
+            inputs={"parallel": parallel},
+            params={"lang": lang, "items": items, "max_words": max_words},
+            seed=seed,
+            config_hash=config_hash,
+        )
+        write_text_atomic(data, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[key]), meta)
         write_text_atomic(
             out_dir / f"{name}.yaml",
             TASK_YAML.format(

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import InputError
-from .provenance import atomic_path, write_json_atomic
+from .provenance import Meta, atomic_path, check_output, write_json_atomic
 
 LOG = logging.getLogger(__name__)
 
@@ -88,8 +88,9 @@ def load_tokenizer(spec: str | Path):
             return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         if path.is_file() and path.name.endswith(".json"):
             return PreTrainedTokenizerFast(tokenizer_file=str(path))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"tokenizer {spec}: cannot be loaded ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - the tokenizers library raises plain Exception on bad JSON
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"tokenizer {spec}: cannot be loaded ({first[:200]})") from exc
     if "/" in text and not text.startswith((".", "/")) and not path.exists():
         repo, _, revision = text.partition("@")
         if not revision:
@@ -428,18 +429,48 @@ def compute_overlap(target_tok, source_tok, fuzzy: bool = False) -> Overlap:
     return Overlap(table=table, stats=stats)
 
 
-def write_overlap(overlap: Overlap, parquet_path: str | Path, stats_path: str | Path | None = None) -> None:
-    """Write overlap.parquet (sizes in its schema metadata, so it stands alone) and stats.json."""
+def write_overlap(
+    overlap: Overlap,
+    parquet_path: str | Path,
+    stats_path: str | Path | None = None,
+    meta: Meta | None = None,
+) -> None:
+    """Write overlap.parquet (sizes in its schema metadata, so it stands alone; its sidecar with it
+    when `meta` is given) and stats.json."""
     table = pa.Table.from_pandas(overlap.table, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"salt_transfer"] = json.dumps(
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[b"salt_transfer"] = json.dumps(
         {k: overlap.stats[k] for k in ("n_target", "n_source", "n_shared", "fuzzy")}
     ).encode()
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(parquet_path) as tmp:
+    table = table.replace_schema_metadata(schema_meta)
+    with atomic_path(parquet_path, meta) as tmp:
         pq.write_table(table, tmp)
     if stats_path is not None:
         write_json_atomic(stats_path, overlap.stats)
+
+
+def overlap_files(
+    target_tokenizer: str | Path,
+    source_tokenizer: str | Path,
+    out: str | Path,
+    stats: str | Path,
+    fuzzy: bool = False,
+    config_hash: str | None = None,
+) -> Overlap:
+    """Load both tokenizers, compute their overlap, write overlap.parquet (+ sidecar) and stats.json."""
+    check_output(out)
+    check_output(stats, label="--stats")
+    target = load_tokenizer(target_tokenizer)
+    source = load_tokenizer(source_tokenizer)
+    result = compute_overlap(target, source, fuzzy=fuzzy)
+    meta = Meta(
+        "overlap",
+        inputs={"target_tokenizer": target_tokenizer, "source_tokenizer": source_tokenizer},
+        params={"fuzzy": fuzzy},
+        config_hash=config_hash,
+    )
+    write_overlap(result, out, stats, meta)
+    return result
 
 
 def read_overlap(parquet_path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

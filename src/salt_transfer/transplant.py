@@ -29,7 +29,7 @@ from safetensors import safe_open
 from torch import nn
 
 from .errors import InputError
-from .provenance import atomic_dir, sha256_file
+from .provenance import Meta, atomic_dir, check_output, sha256_file
 from .tokens import backend_json, load_tokenizer, special_roles, vocab_size
 
 LOG = logging.getLogger(__name__)
@@ -90,6 +90,12 @@ def causal_tokenizer(target_tok, add_bos: bool, model_max_length: int | None = N
 def _read_fitted(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     if not path.is_file():
         raise InputError(f"embeddings {path}: no such file (run `salt-transfer fit` first)")
+    from .weights import safetensors_header
+
+    data_start, entries = safetensors_header(path)  # an InputError for a foreign or cut file
+    ends = [e["data_offsets"][1] for k, e in entries.items() if k != "__metadata__"]
+    if path.stat().st_size < data_start + max(ends, default=0):
+        raise InputError(f"embeddings {path}: truncated (fewer bytes than its header announces)")
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
         if "input" not in keys:
@@ -117,10 +123,17 @@ def transplant(
     embeddings: str | Path,
     out_dir: str | Path,
     save_dtype: str = "auto",
+    config_hash: str | None = None,
 ) -> dict[str, Any]:
-    """Write an HF causal-LM directory: source model + target tokenizer + fitted rows."""
+    """Write an HF causal-LM directory (+ sidecar): source model + target tokenizer + fitted rows."""
     from transformers import AutoModelForCausalLM
 
+    from .weights import require_model_dir
+
+    if save_dtype not in ("auto", "float32", "bfloat16"):
+        raise InputError(f"--save-dtype {save_dtype!r}: choose auto, float32 or bfloat16")
+    check_output(out_dir, directory=True)
+    require_model_dir(source_model, label="source model")
     embeddings = Path(embeddings)
     target_tok = load_tokenizer(target_tokenizer)
     source_tok = load_tokenizer(source_model)
@@ -188,12 +201,16 @@ def transplant(
         "adds_bos": source_adds_bos(source_tok),
         "special_tokens": {k: v for k, v in ids.items()},
     }
-    if save_dtype not in ("auto", "float32", "bfloat16"):
-        raise InputError(f"--save-dtype {save_dtype!r}: choose auto, float32 or bfloat16")
     if save_dtype != "auto":
         model = model.to(getattr(torch, save_dtype))
         record["saved_dtype"] = save_dtype
-    with atomic_dir(out_dir) as tmp:
+    meta = Meta(
+        "transplant",
+        inputs={"source_model": source_model, "target_tokenizer": target_tokenizer, "embeddings": embeddings},
+        params={k: record[k] for k in ("vocab_size", "tied_head", "adds_bos")},
+        config_hash=config_hash,
+    )
+    with atomic_dir(out_dir, meta) as tmp:
         model.save_pretrained(tmp)
         roles_tok.save_pretrained(tmp)
         (tmp / "transplant.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -17,7 +17,7 @@ import pytest
 from conftest import tiny_llama
 from salt_transfer.errors import InputError
 from salt_transfer.launch import LaunchPlan, plan_from_env, run_distributed, torchrun_command
-from salt_transfer.train import CHECKPOINT_SIGNALS
+from salt_transfer.pretrain import CHECKPOINT_SIGNALS
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_torchrun_command_is_single_node_one_process_per_gpu():
     cmd = torchrun_command(LaunchPlan(4, "test"), ["--args-json", "a.json"], python="py")
     assert cmd[:3] == ["py", "-m", "torch.distributed.run"]
     assert "--standalone" in cmd and "--nnodes=1" in cmd and "--nproc-per-node=4" in cmd
-    assert cmd[-4:] == ["salt_transfer", "train", "--args-json", "a.json"]
+    assert cmd[-4:] == ["salt_transfer", "pretrain", "--args-json", "a.json"]
 
 
 # A stand-in for torchrun: starts one worker and exits 1 when the worker fails. It keeps the
@@ -114,7 +114,7 @@ def test_two_worker_torchrun_training_on_cpu(toks, es_corpus, tmp_path):
     is faked to 2 in the launching process only, so the workers train on CPU with gloo."""
     model = tiny_llama(toks["source"], tmp_path / "llm", tied=True)
     out = tmp_path / "cpt"
-    argv = ["train", "--no-progress", "--threads", "1", "--model", str(model)]
+    argv = ["pretrain", "--no-progress", "--threads", "1", "--model", str(model)]
     argv += ["--train-file", str(es_corpus), "--output-dir", str(out / "model")]
     argv += ["--scratch-dir", str(out / "scratch"), "--log-csv", str(out / "train_log.csv")]
     argv += ["--max-steps", "3", "--batch-size", "2", "--seq-len", "32", "--save-steps", "1000"]
@@ -139,4 +139,4 @@ def test_two_worker_torchrun_training_on_cpu(toks, es_corpus, tmp_path):
     # Two workers x batch 2 x 32 tokens per step, counted across processes.
     assert metrics["tokens_seen"] == 3 * 2 * 2 * 32
     assert json.loads((out / "scratch" / "launch_args.json").read_text())["max_steps"] == 3
-    assert json.loads((out / "model.meta.json").read_text())["command"] == "train"  # rank 0 only
+    assert json.loads((out / "model.meta.json").read_text())["command"] == "pretrain"  # rank 0 only

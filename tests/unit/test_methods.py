@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from salt_transfer.aux import AuxVectors
 from salt_transfer.errors import InputError
+from salt_transfer.fasttext_vectors import AuxVectors
 from salt_transfer.methods import REGISTRY, SourceRows, TransferProblem, get_method
 from salt_transfer.methods.focus import focus_rows
 from salt_transfer.methods.procrustes import fit_map
-from salt_transfer.models import RowMatrix
-from salt_transfer.support import sparsemax_support
+from salt_transfer.methods.support import sparsemax_support
+from salt_transfer.weights import RowMatrix
 
 
 def make_problem(

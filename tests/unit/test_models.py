@@ -11,8 +11,9 @@ from safetensors.torch import save_file
 
 from conftest import tiny_plm
 from salt_transfer.errors import InputError
-from salt_transfer.models import RowMatrix, embedding_layout, fetch_model
+from salt_transfer.fetch import fetch_model
 from salt_transfer.provenance import sha256_file
+from salt_transfer.weights import RowMatrix, embedding_layout
 
 
 def test_layout_of_tied_and_untied_causal_lms(source_tied, source_untied):

@@ -22,9 +22,45 @@ GRID = {
 }
 
 
+def _sidecar(artifact: Path, command: str, inputs: dict, params: dict | None = None) -> None:
+    side = artifact.with_name(artifact.name + ".meta.json")
+    side.write_text(
+        json.dumps(
+            {
+                "command": command,
+                "inputs": {role: {"path": str(p), "sha256": "x"} for role, p in inputs.items()},
+                "params": params or {},
+            }
+        )
+    )
+
+
 def fake_results(root):
+    """Evaluation records with cell labels, and models whose sidecars chain cpt -> init -> fitted
+    embeddings and name the training log, as the workflow writes them."""
     evals = []
     value = 1.0
+    logs = []
+    for plm in GRID["plms"]:
+        for method in GRID["methods"]:
+            fit = root / "fit" / "llm" / plm / method / "embeddings.safetensors"
+            fit.parent.mkdir(parents=True, exist_ok=True)
+            fit.write_bytes(f"{plm}{method}".encode())
+            log = root / "cpt" / "llm" / plm / method / "train_log.csv"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(
+                "step,tokens_seen,loss,lr,tokens_per_s,heldout_bpb\n0,0,,,,3.0\n1,64,5.0,0.001,,\n"
+                "2,128,4.0,0.001,10.0,\n2,128,,,,2.5\n"
+            )
+            logs.append(log)
+            for stage in ("init", "cpt"):
+                model = root / stage / "llm" / plm / method / "model"
+                model.mkdir(parents=True, exist_ok=True)
+                if stage == "init":
+                    _sidecar(model, "transplant", {"embeddings": fit})
+                else:
+                    init = root / "init" / "llm" / plm / method / "model"
+                    _sidecar(model, "pretrain", {"model": init}, {"log_csv": str(log)})
     for stage in ("init", "cpt"):
         for plm in GRID["plms"]:
             for method in GRID["methods"]:
@@ -35,49 +71,52 @@ def fake_results(root):
                     path.write_text(
                         json.dumps(
                             {
+                                "task": task,
                                 "metrics": {"bpb": value},
+                                "stderr": {"bpb": 0.01},
+                                "model": str(root / stage / "llm" / plm / method / "model"),
                                 "model_sha256": f"m-{stage}-{plm}-{method}",
                                 "text_sha256": f"t-{task}",
+                                "cell": {"stage": stage, "llm": "llm", "plm": plm, "method": method},
                             }
                         )
                     )
                     evals.append(path)
-                fit = root / "fit" / "llm" / plm / method / "embeddings.safetensors"
-                fit.parent.mkdir(parents=True, exist_ok=True)
-                fit.write_bytes(f"{plm}{method}".encode())
     for task in ("bpb_target", "bpb_english"):
         path = root / "eval" / "source" / "llm" / "es" / f"{task}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            json.dumps({"metrics": {"bpb": 9.0}, "model_sha256": "m-source", "text_sha256": f"t-{task}"})
+            json.dumps(
+                {
+                    "task": task,
+                    "metrics": {"bpb": 9.0},
+                    "model_sha256": "m-source",
+                    "text_sha256": f"t-{task}",
+                    "cell": {"stage": "source", "llm": "llm", "language": "es"},
+                }
+            )
         )
         evals.append(path)
-    logs = []
-    for plm in GRID["plms"]:
-        for method in GRID["methods"]:
-            log = root / "cpt" / "llm" / plm / method / "train_log.csv"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text("step,tokens_seen,loss,lr,tokens_per_s\n1,64,5.0,0.001,\n2,128,4.0,0.001,10.0\n")
-            logs.append(log)
     return evals, logs
 
 
-def test_cell_of_paths(tmp_path):
-    assert cell_of(tmp_path / "results/eval/cpt/llm/es-bert/salt/bpb_target.json") == {
+def test_cell_of_reads_the_recorded_labels(tmp_path):
+    record = {"cell": {"stage": "cpt", "llm": "llm", "plm": "es-bert", "method": "salt"}}
+    assert cell_of(record, tmp_path / "x.json") == {
         "stage": "cpt",
         "llm": "llm",
         "plm": "es-bert",
         "method": "salt",
-        "task": "bpb_target",
     }
-    assert cell_of(tmp_path / "results/eval/source/llm/es/bpb_target.json")["language"] == "es"
-    with pytest.raises(InputError):
-        cell_of(tmp_path / "results/eval/too/short.json")
+    source = {"cell": {"stage": "source", "llm": "llm", "language": "es"}}
+    assert cell_of(source, tmp_path / "x.json")["language"] == "es"
+    with pytest.raises(InputError, match="no cell labels"):
+        cell_of({}, tmp_path / "results/eval/too/short.json")
 
 
 def test_report_rows_tables_and_plots(tmp_path):
     evals, logs = fake_results(tmp_path / "results")
-    df = write_report(evals, GRID, tmp_path / "results" / "report", train_logs=logs)
+    df = write_report(evals, GRID, tmp_path / "results" / "report")
     csv = pd.read_csv(tmp_path / "results" / "report" / "results.csv", keep_default_na=False)
     assert len(csv) == len(df) == 2 * 2 * 2 * 2 + 2  # stages x plms x methods x tasks, + source
     row = csv[
@@ -118,11 +157,13 @@ def test_analysis_rows_and_layer_plots(tmp_path):
                             },
                             "sentences": {"sentence_p1": [0.1, 0.5, 0.3], "cka": [0.9, 0.6, 0.3]},
                             "model_sha256": "m",
+                            "task": "alignment",
+                            "cell": {"stage": stage, "llm": "llm", "plm": plm, "method": method},
                         }
                     )
                 )
                 analyses.append(path)
-    df = write_report(evals + analyses, GRID, tmp_path / "results" / "report", train_logs=logs)
+    df = write_report(evals + analyses, GRID, tmp_path / "results" / "report")
     cka = df[(df.task == "cka") & (df.stage == "cpt") & (df.plm == "es-bert") & (df.method == "salt")]
     assert dict(zip(cka.metric, cka.value)) == {
         "mean": pytest.approx(0.6),

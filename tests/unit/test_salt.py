@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from salt_transfer.methods.salt import min_norm_coefficients, salt_rows
-from salt_transfer.support import SparseRows, sparsemax_support
+from salt_transfer.methods.support import SparseRows, sparsemax_support
 
 
 def reference_rows(aux_new, aux_shared, plm_new, plm_shared, llm_shared):

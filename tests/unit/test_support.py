@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from salt_transfer.support import SparseRows, sparsemax_sorted, sparsemax_support, topk_softmax_support
+from salt_transfer.methods.support import (
+    SparseRows,
+    sparsemax_sorted,
+    sparsemax_support,
+    topk_softmax_support,
+)
 
 
 def full_sparsemax(z: torch.Tensor) -> torch.Tensor:

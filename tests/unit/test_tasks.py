@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from conftest import DATA
+from salt_transfer.catalog import demo_task_names as task_names
 from salt_transfer.corpora import fetch_parallel, read_parallel
 from salt_transfer.errors import InputError
-from salt_transfer.tasks import build_tasks, task_names
+from salt_transfer.tasks import build_tasks
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
-"""Workflow files stay in step with the package: conda env pins and the methods' needs."""
+"""Workflow files stay in step with the package: conda env pins, option defaults, the method catalog."""
 
 from __future__ import annotations
 
-import ast
 import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from salt_transfer.methods import REGISTRY
@@ -22,16 +22,43 @@ def test_conda_env_matches_pyproject_dependencies():
     assert sorted(map(norm, pip)) == sorted(map(norm, deps))
 
 
-def test_method_needs_in_common_smk_match_the_registry():
-    text = (ROOT / "rules" / "common.smk").read_text()
-    block = re.search(r"METHOD_NEEDS = (\{.*?\n\})", text, re.S).group(1)
-    needs = {k: set(v) for k, v in ast.literal_eval(block.replace("set()", "[]")).items()}
-    assert needs == {name: set(spec.needs) for name, spec in REGISTRY.items()}
+def test_every_catalog_method_has_code_and_every_registered_method_is_in_the_catalog():
+    from salt_transfer.catalog import METHODS
+
+    assert set(REGISTRY) == set(METHODS)
+    for name, spec in REGISTRY.items():
+        assert spec.options is METHODS[name].options and spec.needs == METHODS[name].needs
+        assert spec.doc and spec.reference == METHODS[name].reference
 
 
-def test_schema_lists_every_registered_method():
+@pytest.mark.parametrize(
+    "section,cls",
+    [
+        ("aux", "FastTextOptions"),
+        ("standin_plm", "StandinOptions"),
+        ("pretrain", "TrainArguments"),
+        ("trim", "TrimOptions"),
+    ],
+)
+def test_schema_defaults_are_the_dataclass_defaults(section, cls):
+    """Defaults live in the option dataclasses; the schema repeats them for documentation only."""
+    from salt_transfer import settings
+    from salt_transfer.options import defaults
+
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
-    assert set(schema["properties"]["methods"]["propertyNames"]["enum"]) == set(REGISTRY)
+    props = schema["properties"][section]["properties"]
+    truth = defaults(getattr(settings, cls))
+    in_schema = {k: v["default"] for k, v in props.items() if k in truth}
+    assert in_schema, section
+    assert in_schema == {k: truth[k] for k in in_schema}
+
+
+def test_lr_schedulers_are_transformers_scheduler_names():
+    from transformers.trainer_utils import SchedulerType
+
+    from salt_transfer.settings import LR_SCHEDULERS
+
+    assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
 
 
 def test_paper_lm_eval_tasks_exist_in_the_pinned_harness():

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from ..aux import AuxVectors
 from ..errors import InputError
-from ..models import RowMatrix
-from ..support import SparseRows
+from ..fasttext_vectors import AuxVectors
+from ..weights import RowMatrix
+from .support import SparseRows
 
 LOG = logging.getLogger(__name__)
 
@@ -199,6 +199,39 @@ class TransferProblem:
         }
         return MethodResult(result_in, result_out, {**counts, **(info or {})})
 
+    def cap_new_rows(self, result: MethodResult, factor: float, quantile: float) -> dict[str, Any]:
+        """Not the paper (SALT option `norm_cap`): rescale every new row whose norm exceeds
+        factor x the `quantile` quantile of the shared rows' norms down to that norm, in place.
+
+        A fitted row far longer than any source row takes the softmax of every context under a tied
+        head; the cap keeps a row's direction and bounds its length. Untied heads are capped
+        against their own shared rows. Returns what was done, for fit.json.
+        """
+        if not 0 < quantile <= 1:
+            raise InputError(f"norm_cap_quantile {quantile}: must be in (0, 1]")
+        report = {"factor": factor, "quantile": quantile}
+        for label, matrix, source in (
+            ("input", result.input, self.source_in),
+            ("output", result.output, self.source_out),
+        ):
+            if matrix is None or source is None or len(self.new_ids) == 0:
+                continue
+            shared_norms = torch.linalg.vector_norm(source.shared.double(), dim=1)
+            cap = (
+                factor * float(torch.quantile(shared_norms, quantile)) if len(shared_norms) else float("inf")
+            )
+            norms = torch.linalg.vector_norm(matrix[self.new_ids].double(), dim=1)
+            over = norms > cap
+            ids = self.new_ids[over]
+            scale = (cap / norms[over]).to(matrix.dtype).unsqueeze(1)
+            matrix[ids] = matrix[ids] * scale
+            report[label] = {
+                "cap": cap,
+                "rows_capped": int(over.sum()),
+                "largest_before": float(norms.max()),
+            }
+        return report
+
 
 @dataclass
 class LinearRows:
@@ -221,6 +254,8 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """A catalog entry (`salt_transfer.catalog`: name, inputs, paper, options) with its code."""
+
     name: str
     fit: Callable[[TransferProblem, Any], MethodResult]
     options: type
@@ -232,16 +267,21 @@ class MethodSpec:
 REGISTRY: dict[str, MethodSpec] = {}
 
 
-def register(name: str, options: type, needs: set[str], reference: str):
-    """Decorator: register `fit(problem, options) -> MethodResult` under `name`."""
+def register(name: str):
+    """Decorator: attach `fit(problem, options) -> MethodResult` to the catalog's method `name`."""
 
     def wrap(fn):
         import sys
 
+        from ..catalog import METHODS
+
         if name in REGISTRY:
             raise RuntimeError(f"method {name!r} registered twice")
+        if name not in METHODS:
+            raise RuntimeError(f"method {name!r} is not in salt_transfer.catalog.METHODS")
+        info = METHODS[name]
         doc = (sys.modules[fn.__module__].__doc__ or "").strip()
-        REGISTRY[name] = MethodSpec(name, fn, options, frozenset(needs), reference, doc)
+        REGISTRY[name] = MethodSpec(name, fn, info.options, info.needs, info.reference, doc)
         return fn
 
     return wrap

@@ -16,18 +16,11 @@ Untied LM heads get the same weights applied to the head's rows (deepfocus handl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..support import DEFAULT_CHUNK_BYTES, sparsemax_support
+from ..catalog import FocusOptions
 from .base import LinearRows, MethodResult, TransferProblem, register, support_info
-
-
-@dataclass(frozen=True)
-class FocusOptions:
-    k_init: int = 128  # initial top-K window for exact sparsemax
-    chunk_mb: int = 32  # similarity chunk size in MiB
+from .support import DEFAULT_CHUNK_BYTES, sparsemax_support
 
 
 def focus_rows(
@@ -43,7 +36,7 @@ def focus_rows(
     return weights.matmul(llm_shared, dtype=dtype)
 
 
-@register("focus", FocusOptions, needs={"aux"}, reference="Dobler & de Melo, EMNLP 2023 (arXiv 2305.14481)")
+@register("focus")
 def fit(problem: TransferProblem, opts: FocusOptions) -> MethodResult:
     scored, rare, cand = problem.aux_split()
     dev = problem.device

@@ -7,19 +7,13 @@ their source row unless `copy_shared` is off.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ..catalog import MeanOptions
 from .base import MethodResult, TransferProblem, register
 
 
-@dataclass(frozen=True)
-class MeanOptions:
-    copy_shared: bool = True
-
-
-@register("mean", MeanOptions, needs=set(), reference="Hewitt 2021 (blog: vocab-expansion)")
+@register("mean")
 def fit(problem: TransferProblem, opts: MeanOptions) -> MethodResult:
     ids = problem.new_ids if opts.copy_shared else torch.arange(problem.n_target)
     rows_in = problem.source_in.mean.to(problem.dtype).expand(len(ids), -1)

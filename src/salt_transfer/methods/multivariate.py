@@ -14,17 +14,10 @@ the device. Untied heads are sampled from their own N(mu, scale * Sigma).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ..catalog import MultivariateOptions
 from .base import MethodResult, SourceRows, TransferProblem, register
-
-
-@dataclass(frozen=True)
-class MultivariateOptions:
-    cov_scale: float = 1e-5  # Hewitt's scale on the covariance
-    copy_shared: bool = True
 
 
 def covariance_factor(cov: torch.Tensor) -> torch.Tensor:
@@ -54,7 +47,7 @@ def sample_rows(
     return out
 
 
-@register("multivariate", MultivariateOptions, needs=set(), reference="Hewitt 2021 (blog: vocab-expansion)")
+@register("multivariate")
 def fit(problem: TransferProblem, opts: MultivariateOptions) -> MethodResult:
     ids = problem.new_ids if opts.copy_shared else torch.arange(problem.n_target)
     rows_in = sample_rows(problem.source_in, len(ids), opts.cov_scale, problem.generator(1), problem.dtype)

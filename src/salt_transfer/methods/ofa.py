@@ -18,21 +18,12 @@ same weights (and their own projection) applied to the head's rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ..catalog import OfaOptions
 from ..errors import InputError
-from ..support import topk_softmax_support
 from .base import LinearRows, MethodResult, SourceRows, TransferProblem, register, support_info
-
-
-@dataclass(frozen=True)
-class OfaOptions:
-    neighbors: int = 10  # top-k neighbours (OFA default)
-    temperature: float = 0.1  # softmax temperature on cosine similarities (OFA default)
-    rank: int = 0  # OFA factorization rank (e.g. 100, 200, 400); 0 keeps full rank
-    chunk_mb: int = 32  # similarity chunk size in MiB
+from .support import topk_softmax_support
 
 
 def _top_subspace(source: SourceRows, rank: int) -> torch.Tensor:
@@ -48,7 +39,7 @@ def _project(rows: torch.Tensor, basis: torch.Tensor, dtype: torch.dtype) -> tor
     return ((rows.to(torch.float64) @ b) @ b.T).to(dtype)
 
 
-@register("ofa", OfaOptions, needs={"aux"}, reference="Liu et al., NAACL Findings 2024 (arXiv 2311.08849)")
+@register("ofa")
 def fit(problem: TransferProblem, opts: OfaOptions) -> MethodResult:
     scored, rare, cand = problem.aux_split()
     dev = problem.device

@@ -23,16 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..catalog import ProcrustesOptions
 from ..errors import InputError
 from .base import MethodResult, TransferProblem, register
 
 KINDS = ("ols", "orthogonal")
-
-
-@dataclass(frozen=True)
-class ProcrustesOptions:
-    kind: str = "orthogonal"  # "ols" | "orthogonal"
-    copy_shared: bool = True
 
 
 def fit_ols(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -78,12 +73,7 @@ def fit_map(a: torch.Tensor, b: torch.Tensor, kind: str) -> LinearMap:
     return LinearMap(w, mu_a, s_a, mu_b, s_b)
 
 
-@register(
-    "procrustes",
-    ProcrustesOptions,
-    needs={"plm"},
-    reference="Conneau, Wu et al., ACL 2020 (arXiv 1911.01464), §5",
-)
+@register("procrustes")
 def fit(problem: TransferProblem, opts: ProcrustesOptions) -> MethodResult:
     if len(problem.shared_target) < 2:
         raise InputError("procrustes needs at least 2 shared tokens to fit a map")

@@ -7,19 +7,13 @@ unless `copy_shared` is off. Seeded CPU generator, device-independent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ..catalog import RandomOptions
 from .base import MethodResult, TransferProblem, register
 
 
-@dataclass(frozen=True)
-class RandomOptions:
-    copy_shared: bool = True
-
-
-@register("random", RandomOptions, needs=set(), reference="Dobler & de Melo 2023 / SALT Step 1 fallback")
+@register("random")
 def fit(problem: TransferProblem, opts: RandomOptions) -> MethodResult:
     ids = problem.new_ids if opts.copy_shared else torch.arange(problem.n_target)
     empty = torch.empty(0, problem.hidden)

@@ -43,8 +43,9 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from ..support import DEFAULT_CHUNK_BYTES, SparseRows, sparsemax_support
+from ..catalog import SaltOptions
 from .base import LinearRows, MethodResult, TransferProblem, register, support_info
+from .support import DEFAULT_CHUNK_BYTES, SparseRows, sparsemax_support
 
 # float64 bytes per padded batch of support rows (B x k x ht x 8 B).
 _BATCH_BYTES = 192 * 1024**2
@@ -55,15 +56,6 @@ _REFINE_STEPS = 2
 _REFINE_TOL = 1e-10
 # Largest Gram matrix of all candidate PLM rows formed at once (S x S float64): S <= 11,585 at 1 GiB.
 _GRAM_BYTES = 1024**3
-
-
-@dataclass(frozen=True)
-class SaltOptions:
-    k_init: int = 128  # initial top-K window for exact sparsemax (grown per row when too small)
-    chunk_mb: int = 32  # similarity chunk size in MiB
-    # Not the paper (default off): fit on mean-centred rows, row = mean_L + c (B - mean_L) with
-    # c = (e - mean_P) pinv(A - mean_P), so the component all LLM rows share is kept whatever c sums to.
-    center: bool = False
 
 
 @dataclass
@@ -90,10 +82,16 @@ def _cholesky_solve(factor: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
 
 
 def _solve_gram(
-    gram: torch.Tensor, rhs: torch.Tensor, rtol: torch.Tensor, real: torch.Tensor, stats: SolveStats
+    gram: torch.Tensor,
+    rhs: torch.Tensor,
+    rtol: torch.Tensor,
+    real: torch.Tensor,
+    stats: SolveStats,
+    ridge: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Solve gram^+ rhs per batch row with pinv's cut-off. `gram` is zero on padded rows/columns
-    (`real` [B, m] marks real positions) and is modified in place.
+    (`real` [B, m] marks real positions) and is modified in place. With `ridge` [B] (option
+    `ridge`, not the paper), (gram + ridge I) is solved instead.
 
     One Cholesky factorization of the shifted matrix G - theta I both proves that every eigenvalue
     of G exceeds the cut-off theta (it succeeds only then) and serves as a preconditioner: solving
@@ -102,6 +100,8 @@ def _solve_gram(
     """
     diag = gram.diagonal(dim1=1, dim2=2)  # a view: writing to it edits gram
     zero = torch.zeros((), dtype=gram.dtype, device=gram.device)
+    if ridge is not None:
+        diag.add_(torch.where(real, ridge.unsqueeze(1), zero))
     real_diag = torch.where(real, diag, zero)
     trace = real_diag.sum(1)
     row_sums = gram.abs().sum(2).amax(1)  # padded rows are zero
@@ -167,8 +167,14 @@ def min_norm_coefficients(
     progress: str | None = None,
     batch_bytes: int = _BATCH_BYTES,
     gram_bytes: int = _GRAM_BYTES,
+    pinv_rtol: float = 0.0,
+    ridge: float = 0.0,
 ) -> tuple[SparseRows, SolveStats]:
     """Coefficients c_t = plm_new[t] pinv(plm_shared[support_t]) for every row t, as CSR (float64).
+
+    Not the paper, off by default: `pinv_rtol` > 0 replaces pinv's cut-off max(k, ht) eps with a
+    relative one of your choosing; `ridge` > 0 solves c (A A^T + lambda I) = e A^T instead, with
+    lambda = ridge x the mean squared norm of the support's PLM rows (scale-free).
 
     When the Gram matrix of all S candidate PLM rows fits in `gram_bytes` (S^2 x 8 B), it is formed
     once with one large GEMM and every token's k x k Gram is gathered from it, and the right-hand
@@ -219,23 +225,34 @@ def min_norm_coefficients(
         real = slots.unsqueeze(0) < k.unsqueeze(1)  # [B, k_max]
         pos = indptr[rows].unsqueeze(1) + slots
         safe_pos = pos.clamp(max=max(nnz - 1, 0))
-        rtol = torch.clamp(k, min=ht).to(torch.float64) * eps
+        if pinv_rtol > 0:
+            rtol = torch.full(k.shape, pinv_rtol, dtype=torch.float64, device=device)
+        else:
+            rtol = torch.clamp(k, min=ht).to(torch.float64) * eps
         cols = torch.where(real, indices[safe_pos], torch.full_like(pos, n_shared))  # padding -> zero row
         local = SolveStats()
+
+        def lam(gram):  # ridge: lambda per token, relative to the mean squared row norm of its support
+            if ridge <= 0:
+                return None
+            return ridge * gram.diagonal(dim1=1, dim2=2).sum(1) / k.to(torch.float64)
+
         if k_max <= ht and use_gram:
             flat = (cols.unsqueeze(2) * (n_shared + 1) + cols.unsqueeze(1)).view(-1)
             gram = gram_all.view(-1).index_select(0, flat).view(len(rows), k_max, k_max)
             rhs = rhs_all[torch.where(real, pos, torch.full_like(pos, nnz))]
-            c = _solve_gram(gram, rhs, rtol, real, local)
+            c = _solve_gram(gram, rhs, rtol, real, local, lam(gram))
         else:
             a = table.index_select(0, cols.view(-1)).view(len(rows), k_max, ht)
             e = plm_new[rows].to(device=device, dtype=torch.float64)  # [B, ht]
             if k_max <= ht:
-                c = _solve_gram(a @ a.transpose(1, 2), (a @ e.unsqueeze(2)).squeeze(2), rtol, real, local)
+                gram = a @ a.transpose(1, 2)
+                c = _solve_gram(gram, (a @ e.unsqueeze(2)).squeeze(2), rtol, real, local, lam(gram))
             else:
                 gram = a.transpose(1, 2) @ a  # zero rows of A add nothing: no padding to mask
                 all_real = torch.ones(len(rows), ht, dtype=torch.bool, device=device)
-                c = (a @ _solve_gram(gram, e, rtol, all_real, local).unsqueeze(2)).squeeze(2)
+                # (A^T A + lambda I)^-1 A^T = A^T (A A^T + lambda I)^-1: the same ridge solution.
+                c = (a @ _solve_gram(gram, e, rtol, all_real, local, lam(gram)).unsqueeze(2)).squeeze(2)
         values[pos[real]] = c[real]  # batches own disjoint positions: safe from parallel workers
         return local
 
@@ -259,25 +276,34 @@ def salt_coefficients(
     aux_shared: torch.Tensor,
     plm_new: torch.Tensor,
     plm_shared: torch.Tensor,
-    k_init: int = 128,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    opts: SaltOptions | None = None,
     progress: bool = False,
-) -> tuple[SparseRows, SolveStats]:
-    """Sparsemax supports and SALT coefficients for every new token (CSR over the shared tokens)."""
+) -> tuple[SparseRows, SolveStats, dict[str, float]]:
+    """Sparsemax supports and SALT coefficients for every new token (CSR over the shared tokens),
+    the solver's statistics and the seconds each phase took. The one code path of SALT: the
+    registered method and `salt_rows` both call it."""
+    opts = opts or SaltOptions()
+    clock = time.perf_counter()
     support = sparsemax_support(
         aux_new,
         aux_shared,
-        k_init=k_init,
-        chunk_bytes=chunk_bytes,
+        k_init=opts.k_init,
+        chunk_bytes=opts.chunk_mb * 1024**2 or DEFAULT_CHUNK_BYTES,
         progress="similarities + sparsemax" if progress else None,
     )
-    return min_norm_coefficients(
+    phases = {"neighbours_s": time.perf_counter() - clock}
+    clock = time.perf_counter()
+    coeffs, stats = min_norm_coefficients(
         support,
         plm_new,
         plm_shared,
         rtol_dtype=plm_shared.dtype,
         progress="least squares" if progress else None,
+        pinv_rtol=opts.pinv_rtol,
+        ridge=opts.ridge,
     )
+    phases["least_squares_s"] = time.perf_counter() - clock
+    return coeffs, stats, phases
 
 
 def salt_rows(
@@ -286,51 +312,69 @@ def salt_rows(
     plm_new: torch.Tensor,
     plm_shared: torch.Tensor,
     llm_shared: torch.Tensor,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     k_init: int = 128,
 ) -> torch.Tensor:
-    """SALT rows [N, hs] for N new tokens (DESIGN.md contract; tensors in, tensor out, any device).
+    """SALT rows [N, hs] for N new tokens (paper eq. 3, exactly; tensors in, tensor out, any device).
 
     aux_new [N, d], aux_shared [S, d]: auxiliary vectors; plm_new [N, ht], plm_shared [S, ht]: PLM
     rows; llm_shared [S, hs]: source LLM rows of the same S shared tokens. Computation runs on
-    llm_shared's device; `dtype` is the output dtype (float32 or float64).
+    llm_shared's device; the output has `dtype`, by default llm_shared's.
     """
     device = llm_shared.device
-    coeffs, _ = salt_coefficients(
-        aux_new.to(device), aux_shared.to(device), plm_new.to(device), plm_shared.to(device), k_init=k_init
+    coeffs, _, _ = salt_coefficients(
+        aux_new.to(device),
+        aux_shared.to(device),
+        plm_new.to(device),
+        plm_shared.to(device),
+        SaltOptions(k_init=k_init),
     )
-    return coeffs.matmul(llm_shared, dtype=dtype)
+    return coeffs.matmul(llm_shared, dtype=dtype or llm_shared.dtype)
 
 
-@register(
-    "salt", SaltOptions, needs={"aux", "plm"}, reference="Lee et al., Findings ACL 2025 (arXiv 2505.10945)"
-)
+# Tokens sampled (seeded) for the condition-number distribution in fit.json: svdvals of every
+# support would cost as much as the fit itself.
+_COND_SAMPLE = 2000
+_LARGEST = 12  # the largest new rows listed in fit.json
+
+
+def support_conditioning(
+    coeffs: SparseRows, plm_cand: torch.Tensor, rows: torch.Tensor
+) -> list[float | None]:
+    """cond(A) = sigma_max / sigma_min of the PLM rows of each listed token's support (None: singular)."""
+    out: list[float | None] = []
+    for i in rows.tolist():
+        lo, hi = int(coeffs.indptr[i]), int(coeffs.indptr[i + 1])
+        sigma = torch.linalg.svdvals(plm_cand[coeffs.indices[lo:hi]].double().cpu())
+        out.append(float(sigma[0] / sigma[-1]) if float(sigma[-1]) > 0 else None)
+    return out
+
+
+def _quantiles(values: list[float], qs=(0.5, 0.9, 0.99)) -> dict[str, float] | None:
+    if not values:
+        return None
+    t = torch.tensor(values, dtype=torch.float64)
+    got = torch.quantile(t, torch.tensor(qs, dtype=torch.float64)).tolist()
+    return {**{f"p{round(q * 100):02d}": v for q, v in zip(qs, got)}, "max": float(t.max())}
+
+
+@register("salt")
 def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     scored, rare, cand = problem.aux_split()
     dev = problem.device
     aux, plm = problem.aux.vectors, problem.plm
-    clock = time.perf_counter()
-    support = sparsemax_support(
-        aux[scored].to(dev),
-        aux[problem.shared_target[cand]].to(dev),
-        k_init=opts.k_init,
-        chunk_bytes=opts.chunk_mb * 1024**2,
-        progress="similarities + sparsemax" if problem.progress else None,
-    )
-    phases = {"neighbours_s": time.perf_counter() - clock}
-    clock = time.perf_counter()
     plm_new, plm_cand = plm[scored], plm[problem.shared_target[cand]]
     if opts.center:
         plm_mean = plm.double().mean(0).to(plm.dtype)
         plm_new, plm_cand = plm_new - plm_mean, plm_cand - plm_mean
-    coeffs, stats = min_norm_coefficients(
-        support,
+    coeffs, stats, phases = salt_coefficients(
+        aux[scored].to(dev),
+        aux[problem.shared_target[cand]].to(dev),
         plm_new.to(dev),
         plm_cand.to(dev),
-        rtol_dtype=plm.dtype,
-        progress="least squares" if problem.progress else None,
+        opts,
+        progress=problem.progress,
     )
-    phases["least_squares_s"] = time.perf_counter() - clock
 
     def rows_of(source):
         rows = source.shared[cand].to(dev)
@@ -347,6 +391,9 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     # token; the distribution is the first thing to look at when SALT rows behave badly.
     row_of = torch.repeat_interleave(torch.arange(coeffs.n_rows), coeffs.sizes())
     sums = torch.zeros(coeffs.n_rows, dtype=torch.float64).index_add_(0, row_of, coeffs.values.double())
+    max_abs = torch.zeros(coeffs.n_rows, dtype=torch.float64).scatter_reduce_(
+        0, row_of, c_abs.double(), reduce="amax", include_self=True
+    )
     info = {
         "n_candidates": len(cand),
         **support_info(coeffs),
@@ -354,6 +401,8 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
             "cholesky_rows": stats.cholesky_rows,
             "eigh_rows": stats.eigh_rows,
             "global_gram": stats.global_gram,
+            "pinv_rtol": opts.pinv_rtol or "max(k, ht) x eps (torch's default, eq. 3)",
+            "ridge": opts.ridge,
         },
         "coefficients": {
             "mean_abs": float(c_abs.mean()) if len(c_abs) else None,
@@ -373,5 +422,37 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     clock = time.perf_counter()
     result = problem.assemble(scored, rows_in, rows_out, rare, info=info)
     phases["assemble_s"] = time.perf_counter() - clock
+
+    # Diagnostics of the tail (fit.json): which tokens got the longest rows and how ill-conditioned
+    # their supports are, before any norm cap.
+    clock = time.perf_counter()
+    if len(scored):
+        norms = torch.linalg.vector_norm(result.input[scored].double(), dim=1)
+        g = problem.generator(7)
+        sample = torch.randperm(len(scored), generator=g)[:_COND_SAMPLE]
+        conds = [c for c in support_conditioning(coeffs, plm_cand, sample) if c is not None]
+        top = norms.topk(min(_LARGEST, len(norms))).indices
+        top_cond = support_conditioning(coeffs, plm_cand, top)
+        sizes = coeffs.sizes()
+        result.info["conditioning"] = {
+            "what": "cond(A) = sigma_max / sigma_min of each support's PLM rows (A: k x ht)",
+            "sampled_tokens": len(sample),
+            "quantiles": _quantiles(conds),
+            "singular": len(sample) - len(conds),
+        }
+        result.info["largest_rows"] = [
+            {
+                "target_id": int(scored[i]),
+                "norm": float(norms[i]),
+                "k": int(sizes[i]),
+                "cond": top_cond[j],
+                "coef_max_abs": float(max_abs[i]),
+                "coef_sum": float(sums[i]),
+            }
+            for j, i in enumerate(top.tolist())
+        ]
+    if opts.norm_cap > 0:
+        result.info["norm_cap"] = problem.cap_new_rows(result, opts.norm_cap, opts.norm_cap_quantile)
+    phases["diagnostics_s"] = time.perf_counter() - clock
     result.info["phases"] = {k: round(v, 3) for k, v in phases.items()}
     return result

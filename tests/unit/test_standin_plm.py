@@ -10,9 +10,10 @@ import textwrap
 import pytest
 
 from salt_transfer.errors import InputError
-from salt_transfer.models import embedding_layout
-from salt_transfer.plm import PlmOptions, train_standin_plm
+from salt_transfer.settings import StandinOptions as PlmOptions
+from salt_transfer.standin_plm import train_standin_plm
 from salt_transfer.tokens import load_tokenizer, tokenizer_family
+from salt_transfer.weights import embedding_layout
 
 TINY = PlmOptions(vocab_size=300, hidden=16, layers=1, heads=2, steps=4, batch_size=4, seq_len=32)
 
@@ -51,7 +52,7 @@ def test_tokenizers_are_identical_across_processes(arch, es_corpus):
     script = textwrap.dedent(
         f"""
         import hashlib
-        from salt_transfer.plm import train_tokenizer
+        from salt_transfer.standin_plm import train_tokenizer
         lines = open({str(es_corpus)!r}, encoding="utf-8").read().splitlines()
         tok = train_tokenizer({arch!r}, lines, 600)
         print(hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest())

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from salt_transfer.aux import FastTextOptions, load_fasttext, token_vectors, token_words, train_token_fasttext
 from salt_transfer.errors import InputError
+from salt_transfer.fasttext_vectors import (
+    FastTextOptions,
+    load_fasttext,
+    token_vectors,
+    token_words,
+    train_token_fasttext,
+)
 from salt_transfer.tokens import special_token_ids
 
 

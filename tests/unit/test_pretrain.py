@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_llama
-from salt_transfer import train as train_module
+from salt_transfer import pretrain as train_module
 from salt_transfer.errors import InputError
-from salt_transfer.train import Preempted, TrainArguments, pack_text, train
+from salt_transfer.pretrain import Preempted, TrainArguments, pack_text, train
 
 
 def args_for(tmp, model, corpus, name, **kw):
@@ -51,7 +51,7 @@ def test_packing_drops_the_remainder_and_separates_documents(toks, es_corpus):
 def test_loss_decreases(llm, es_corpus, tmp_path):
     metrics = train(args_for(tmp_path, llm, es_corpus, "run", max_steps=12), progress=False)
     rows = (tmp_path / "run" / "train_log.csv").read_text().splitlines()
-    assert rows[0] == "step,tokens_seen,loss,lr,tokens_per_s"
+    assert rows[0] == "step,tokens_seen,loss,lr,tokens_per_s,heldout_bpb"
     losses = [float(r.split(",")[2]) for r in rows[1:]]
     assert len(losses) == 12 and metrics["steps"] == 12
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
@@ -73,7 +73,7 @@ def test_preempted_run_resumes_to_the_same_weights(llm, es_corpus, tmp_path, mon
                 os.kill(os.getpid(), signum)
 
     original = train_module._make_callbacks
-    monkeypatch.setattr(train_module, "_make_callbacks", lambda a, f: [*original(a, f), SignalAtStep4()])
+    monkeypatch.setattr(train_module, "_make_callbacks", lambda *a: [*original(*a), SignalAtStep4()])
     args = args_for(tmp_path, llm, es_corpus, "resumed")
     with pytest.raises(Preempted, match="step 4"):
         train(args, progress=False)

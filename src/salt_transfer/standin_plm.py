@@ -1,7 +1,7 @@
 """Stand-in target-language PLMs for offline runs: a tokenizer and a small model trained on the corpus.
 
 Usage:
-    salt-transfer train-plm --arch encoder --corpus data/corpora/es/train.txt --out results/plm/es-bert/model
+    salt-transfer standin-plm --arch encoder --corpus data/corpora/es/train.txt --out results/plm/es-bert/model
 
 No Spanish (or any target-language) PLM weights install offline, so the demo builds its own, one per
 architecture the SALT paper compares (Encoder, Decoder, Encoder-Decoder; paper §2.1 of the notes):
@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,25 +32,13 @@ from tqdm import tqdm
 
 from .corpora import read_lines
 from .errors import InputError
-from .provenance import atomic_dir
+from .provenance import Meta, atomic_dir, check_output
+from .settings import StandinOptions
 
 LOG = logging.getLogger(__name__)
 
 ARCHS = ("encoder", "decoder", "encoder-decoder")
 N_SENTINELS = 32  # T5 <extra_id_N> tokens available to span corruption
-
-
-@dataclass(frozen=True)
-class PlmOptions:
-    vocab_size: int = 8000
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 4
-    steps: int = 300
-    batch_size: int = 16
-    seq_len: int = 64
-    lr: float = 1e-3
-    seed: int = 0
 
 
 def train_tokenizer(arch: str, lines: list[str], vocab_size: int):
@@ -112,7 +100,7 @@ def train_tokenizer(arch: str, lines: list[str], vocab_size: int):
     raise InputError(f"--arch {arch!r}: choose one of {ARCHS}")
 
 
-def build_model(arch: str, tok, opts: PlmOptions):
+def build_model(arch: str, tok, opts: StandinOptions):
     import transformers as tf
 
     n = len(tok)
@@ -206,11 +194,18 @@ def _span_batch(block: torch.Tensor, tok, g: torch.Generator) -> dict:
 
 
 def train_standin_plm(
-    arch: str, corpus: str | Path, out_dir: str | Path, opts: PlmOptions = PlmOptions(), progress: bool = True
+    arch: str,
+    corpus: str | Path,
+    out_dir: str | Path,
+    opts: StandinOptions | None = None,
+    progress: bool = True,
+    config_hash: str | None = None,
 ) -> dict:
-    """Train tokenizer + model on `corpus`; save an HF directory with `train_plm.json`."""
+    """Train tokenizer + model on `corpus`; save an HF directory with `train_plm.json` and its sidecar."""
+    opts = opts or StandinOptions()
     if arch not in ARCHS:
         raise InputError(f"--arch {arch!r}: choose one of {ARCHS}")
+    check_output(out_dir, directory=True)
     lines = read_lines(corpus)
     if not lines:
         raise InputError(f"corpus {corpus}: empty")
@@ -263,7 +258,15 @@ def train_standin_plm(
         "seconds": round(time.perf_counter() - t0, 1),
         "note": "stand-in PLM trained briefly on the target corpus; not a pretrained hub PLM",
     }
-    with atomic_dir(out_dir) as tmp:
+    meta = Meta(
+        "standin-plm",
+        inputs={"corpus": corpus},
+        params={"arch": arch, **asdict(opts)},
+        seed=opts.seed,
+        device="cpu",
+        config_hash=config_hash,
+    )
+    with atomic_dir(out_dir, meta) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "train_plm.json").write_text(json.dumps(record, indent=2) + "\n")

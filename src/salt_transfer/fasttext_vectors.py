@@ -1,12 +1,12 @@
 """Auxiliary (fastText) token vectors: the space in which SALT, FOCUS and OFA pick neighbours.
 
 Usage:
-    salt-transfer aux --corpus data/corpora/es/train.txt --tokenizer data/models/plm-es \
-        --out results/aux/es/plm-es/fasttext.bin
+    salt-transfer fasttext --corpus data/corpora/es/train.txt --tokenizer results/plm/es-e5/model \
+        --out results/fasttext/es/es-e5/fasttext.bin
 
 Two settings, both real fastText with subword n-grams:
 
-* "token" lookup (FOCUS's `fasttext-tokenlevel`, the default of `salt-transfer aux`): fastText is
+* "token" lookup (FOCUS's `fasttext-tokenlevel`, the default of `salt-transfer fasttext`): fastText is
   trained on the target corpus pre-tokenized with the target tokenizer, one "word" per token. A
   token's word is its canonical string (`tokens.render`: ▁ word-start flag + whitespace-free bytes),
   so the same word is used at training and lookup time, whatever the tokenizer family.
@@ -34,30 +34,13 @@ import torch
 from tqdm import tqdm
 
 from .errors import InputError
-from .provenance import atomic_path
+from .provenance import Meta, atomic_path, check_output
+from .settings import FastTextOptions
 from .tokens import TokenForm, canonical_forms, render
 
 LOG = logging.getLogger(__name__)
 
 LOOKUPS = ("token", "word")
-
-
-@dataclass(frozen=True)
-class FastTextOptions:
-    """fastText training settings; defaults are FOCUS's token-level settings (deepfocus)."""
-
-    dim: int = 100
-    epochs: int = 3
-    min_count: int = 10
-    model: str = "cbow"  # CBOW is closer to masked LM than skip-gram (FOCUS's reasoning)
-    neg: int = 10
-    minn: int = 3
-    maxn: int = 6
-    # fastText's default 2M hash buckets cost dim x 2M x 4 B = 800 MB at dim 100; small corpora
-    # need far fewer. Keep the default for fidelity; the demo config lowers it.
-    bucket: int = 2_000_000
-    # One thread makes training deterministic (fastText's Hogwild updates race across threads).
-    threads: int = 1
 
 
 def token_words(tokenizer) -> list[str | None]:
@@ -93,17 +76,28 @@ def write_tokenized_corpus(corpus: Path, tokenizer, out: Path, batch_lines: int 
 
 
 def train_token_fasttext(
-    corpus: str | Path, tokenizer, out_path: str | Path, options: FastTextOptions = FastTextOptions()
+    corpus: str | Path,
+    tokenizer,
+    out_path: str | Path,
+    options: FastTextOptions | None = None,
+    config_hash: str | None = None,
 ) -> dict:
-    """Train token-level fastText on `corpus` tokenized with `tokenizer`; save atomically to out_path."""
+    """Train token-level fastText on `corpus` tokenized with the target tokenizer (`tokenizer`: its
+    path, or a loaded tokenizer); save it atomically to `out_path` with its sidecar (which names the
+    tokenizer, so `fit` can check that the model belongs to the tokenizer it is given)."""
+    options = options or FastTextOptions()
     import fasttext
 
-    corpus = Path(corpus)
-    if not corpus.is_file():
-        raise InputError(f"corpus {corpus}: no such file")
+    from .corpora import check_text_file
+    from .tokens import load_tokenizer
+
+    corpus = check_text_file(corpus, "corpus")
+    check_output(out_path)
+    is_path = isinstance(tokenizer, (str, Path))
+    tok = load_tokenizer(tokenizer) if is_path else tokenizer
     with tempfile.TemporaryDirectory() as tmp:
         tokenized = Path(tmp) / "tokenized.txt"
-        n_tokens = write_tokenized_corpus(corpus, tokenizer, tokenized)
+        n_tokens = write_tokenized_corpus(corpus, tok, tokenized)
         if n_tokens == 0:
             raise InputError(f"corpus {corpus}: no tokens after tokenization (empty file?)")
         LOG.info(
@@ -126,9 +120,20 @@ def train_token_fasttext(
             thread=options.threads,
             verbose=0,
         )
-    with atomic_path(out_path) as tmp_out:
+    if len(model.words) == 0:
+        raise InputError(
+            f"corpus {corpus}: no token occurs --min-count {options.min_count} times; lower --min-count"
+        )
+    stats = {"n_tokens": n_tokens, "n_words": len(model.words), **options.__dict__}
+    meta = Meta(
+        "fasttext",
+        inputs={"corpus": corpus, "tokenizer": tokenizer if is_path else None},
+        params={**stats, "lookup": "token"},
+        config_hash=config_hash,
+    )
+    with atomic_path(out_path, meta) as tmp_out:
         model.save_model(str(tmp_out))
-    return {"n_tokens": n_tokens, "n_words": len(model.words), **options.__dict__}
+    return stats
 
 
 def load_fasttext(path: str | Path):
@@ -182,7 +187,9 @@ def token_vectors(model, tokenizer, lookup: str = "token") -> AuxVectors:
 CC_URL = "https://dl.fbaipublicfiles.com/fasttext/vectors-crawl/cc.{lang}.300.bin.gz"
 
 
-def download_fasttext(lang: str, out: str | Path, url: str | None = None, progress: bool = True) -> dict:
+def download_fasttext(
+    lang: str, out: str | Path, url: str | None = None, progress: bool = True, config_hash: str | None = None
+) -> dict:
     """Download and gunzip a pretrained fastText model (Grave et al. 2018, cc.<lang>.300.bin).
 
     The paper's auxiliary embeddings (paper-notes §1.1). About 4.5 GB compressed per language; the
@@ -193,6 +200,7 @@ def download_fasttext(lang: str, out: str | Path, url: str | None = None, progre
     import shutil
     import urllib.request
 
+    check_output(out)
     if url is None:
         if not re.fullmatch(r"[a-z]{2,3}", lang):
             raise InputError(f"fastText language {lang!r}: expected an ISO code such as de, ar or vi")
@@ -202,7 +210,8 @@ def download_fasttext(lang: str, out: str | Path, url: str | None = None, progre
     except (OSError, ValueError) as exc:
         raise InputError(f"fastText {url}: cannot be downloaded ({exc})") from exc
     total = int(response.headers.get("Content-Length") or 0) or None
-    with response, atomic_path(out) as tmp:
+    meta = Meta("fetch-fasttext", params={"url": url, "lang": lang}, config_hash=config_hash)
+    with response, atomic_path(out, meta) as tmp:
         counted = _CountingReader(
             response,
             tqdm(
@@ -212,6 +221,7 @@ def download_fasttext(lang: str, out: str | Path, url: str | None = None, progre
         with gzip.GzipFile(fileobj=counted) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 22)
         counted.bar.close()
+        meta.params = {**meta.params, "bytes_downloaded": counted.count}
     return {"url": url, "bytes_downloaded": counted.count}
 
 

@@ -1,0 +1,22 @@
+"""salt-transfer fetch-fasttext: a pretrained fastText model (cc.<lang>.300.bin, the paper's setting)."""
+
+from .common import progress
+
+NAME = "fetch-fasttext"
+HELP = "download a pretrained fastText model (cc.<lang>.300.bin, the paper's setting)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--lang", required=True, help="ISO language code, e.g. de, ar or vi")
+    p.add_argument("--out", required=True, help=".bin to write (about 7 GB uncompressed)")
+    p.add_argument("--url", help="download from here instead of fasttext.cc (a mirror, or file:// for tests)")
+
+
+def run(args) -> None:
+    from ..fasttext_vectors import download_fasttext
+    from .common import LOG
+
+    info = download_fasttext(
+        args.lang, args.out, url=args.url, progress=progress(args), config_hash=args.config_hash
+    )
+    LOG.info("fastText %s -> %s (%d bytes downloaded)", info["url"], args.out, info["bytes_downloaded"])
