@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from snakemake.utils import validate
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from salt_transfer.catalog import DEMO_TASKS, method_entries  # noqa: E402
 from salt_transfer.errors import InputError  # noqa: E402
+from salt_transfer.mlqa import is_mlqa_task, pairs_for as mlqa_pairs_for  # noqa: E402
 from salt_transfer.options import to_flags  # noqa: E402
 from salt_transfer.settings import (  # noqa: E402
     FastTextOptions,
@@ -50,6 +52,39 @@ def _schema_errors(data):
     return lines
 
 
+def _duplicate_keys(path):
+    """Keys written twice in one mapping of a YAML file (PyYAML keeps the last one silently)."""
+    import yaml
+
+    found = []
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                found.append(
+                    f"{path}:{key_node.start_mark.line + 1}: key {key!r} appears twice"
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    with open(path, encoding="utf-8") as f:
+        yaml.load(f, Loader=Strict)
+    return found
+
+
+_DUPLICATES = [
+    d for f in workflow.configfiles if os.path.isfile(f) for d in _duplicate_keys(f)
+]
+if _DUPLICATES:
+    raise ValueError(
+        "invalid config (a key written twice):\n  " + "\n  ".join(_DUPLICATES)
+    )
 _SCHEMA_ERRORS = _schema_errors(config)
 if _SCHEMA_ERRORS:
     _details = "\n  ".join(_SCHEMA_ERRORS[:8])
@@ -73,6 +108,16 @@ ANALYSIS = config["analysis"]["enabled"]
 # Transferred models also get the alignment analyses, as one more task of their evaluate job (one
 # model load per model); the untouched source LLM gets EVAL_TASKS only.
 CELL_EVAL_TASKS = [*EVAL_TASKS, *(["alignment"] if ANALYSIS else [])]
+
+
+# evaluate.init_tasks / cpt_tasks may restrict the tasks of a stage (null: all of them).
+def _stage_tasks(key):
+    chosen = config["evaluate"].get(key)
+    return [t for t in CELL_EVAL_TASKS if chosen is None or t in chosen]
+
+
+INIT_EVAL_TASKS = _stage_tasks("init_tasks")
+CPT_EVAL_TASKS = _stage_tasks("cpt_tasks")
 PLM_LANGS = sorted({spec["language"] for spec in config["plms"].values()})
 
 
@@ -95,6 +140,11 @@ def _config_errors():
             )
         if spec.get("tokenizer") and not spec["source"].startswith("e5s1:"):
             errors.append(f"plms.{plm}.tokenizer is only used with e5s1: sources")
+        unknown = sorted(set(spec.get("methods") or []) - set(entries))
+        if entries and unknown:
+            errors.append(
+                f"plms.{plm}.methods: {unknown} are not cells of `methods` ({sorted(entries)})"
+            )
         if spec["trim"] and spec["source"] == "standin":
             errors.append(
                 f"plms.{plm}.trim: a stand-in PLM is trained on the target text already"
@@ -132,6 +182,31 @@ def _config_errors():
             errors.append(
                 f"name {name!r}: use letters, digits, '.', '_' or '-' (it becomes a path component)"
             )
+    lm_eval_tasks = config["evaluate"]["lm_eval_tasks"]
+    if lm_eval_tasks:
+        from salt_transfer.lmeval_names import known_task_names
+
+        known = known_task_names(cache_dir=".snakemake/salt-transfer")
+        for name, task in lm_eval_tasks.items():
+            for lang in PLM_LANGS:
+                full = task.format(lang=lang)
+                if full.startswith("salt_mlqa_"):
+                    if tuple(full.split("_")[2:]) not in mlqa_pairs_for(lang):
+                        errors.append(
+                            f"evaluate.lm_eval_tasks.{name}: {full!r} is not an MLQA pair of {lang!r} "
+                            "(salt_mlqa_{lang}_{lang}, salt_mlqa_{lang}_en or salt_mlqa_en_{lang})"
+                        )
+                    continue
+                if known is not None and full not in known:
+                    errors.append(
+                        f"evaluate.lm_eval_tasks.{name}: {full!r} is not a task of the installed lm-evaluation-harness"
+                    )
+    for key in ("init_tasks", "cpt_tasks"):
+        unknown = sorted(set(config["evaluate"].get(key) or []) - set(CELL_EVAL_TASKS))
+        if unknown:
+            errors.append(
+                f"evaluate.{key}: unknown task(s) {unknown}; the tasks of this config: {CELL_EVAL_TASKS}"
+            )
     for section, cls in (
         ("standin_plm", StandinOptions),
         ("aux", FastTextOptions),
@@ -146,7 +221,10 @@ def _config_errors():
 
 def _options(section):
     """A config section without the keys that are not options of its command."""
-    skip = {"aux": {"pretrained"}, "pretrain": {"heldout"}}.get(section, set())
+    skip = {
+        "aux": {"pretrained", "fasttext_url", "fasttext_sha256"},
+        "pretrain": {"heldout"},
+    }.get(section, set())
     return {k: v for k, v in config[section].items() if k not in skip}
 
 
@@ -287,6 +365,15 @@ def overlap_flags(wildcards):
     return "--fuzzy" if config["overlap"]["fuzzy"] else ""
 
 
+def fasttext_fetch_flags(wildcards):
+    """--url (the mirror template) and --sha256 (when the config pins one) of a cc.<lang> download."""
+    flags = [f"--url {shlex.quote(config['aux']['fasttext_url'])}"]
+    digest = config["aux"]["fasttext_sha256"].get(wildcards.lang)
+    if digest:
+        flags.append(f"--sha256 {digest}")
+    return " ".join(flags)
+
+
 def aux_flags(wildcards):
     return to_flags(FastTextOptions, _options("aux"))
 
@@ -323,8 +410,22 @@ def fit_flags(wildcards, input):
     return " ".join(flags)
 
 
+def card_flags(wildcards):
+    """Model-card header values of a cell: the source LLM's hub id and license, the language."""
+    spec = config["llms"][wildcards.llm]
+    base = spec.get("base_model") or (
+        spec["source"][3:].split("@")[0] if spec["source"].startswith("hf:") else ""
+    )
+    flags = [f"--language {plm_language(wildcards)}"]
+    if base:
+        flags.append(f"--base-model {base}")
+    if spec.get("license"):
+        flags.append(f"--license {json.dumps(spec['license'])}")
+    return " ".join(flags)
+
+
 def transplant_flags(wildcards):
-    return f"--save-dtype {config['transplant']['save_dtype']}"
+    return f"--save-dtype {config['transplant']['save_dtype']} {card_flags(wildcards)}"
 
 
 def pretrain_inputs(wildcards):
@@ -342,11 +443,30 @@ def pretrain_flags(wildcards, input):
     flags = to_flags(TrainArguments, options)
     if config["pretrain"]["heldout"]:
         flags += f" --eval-file {input.valid}"
-    return flags
+    return f"{flags} {card_flags(wildcards)}"
 
 
 def _eval_lang(wildcards):
     return getattr(wildcards, "lang", None) or plm_language(wildcards)
+
+
+def mlqa_result_names(lang):
+    """Result names of evaluate.lm_eval_tasks that are MLQA tasks this workflow builds for `lang`
+    (salt_mlqa_X_Y: facebook/mlqa is a loading script that datasets 5 does not run; salt_transfer/mlqa.py).
+    """
+    return [
+        name
+        for name, task in config["evaluate"]["lm_eval_tasks"].items()
+        if is_mlqa_task(task.format(lang=lang))
+    ]
+
+
+def mlqa_flags(wildcards):
+    ev = config["evaluate"]
+    flags = [f"--url {shlex.quote(ev['mlqa_url'])}"]
+    if ev["mlqa_sha256"]:
+        flags.append(f"--sha256 {ev['mlqa_sha256']}")
+    return " ".join(flags)
 
 
 def demo_task_files(lang):
@@ -356,78 +476,96 @@ def demo_task_files(lang):
     ]
 
 
-def _is_cell(wildcards):
-    """True for evaluate (a transferred model), False for evaluate_source."""
-    return hasattr(wildcards, "method")
+STAGE_TASKS = {"init": INIT_EVAL_TASKS, "cpt": CPT_EVAL_TASKS, "source": EVAL_TASKS}
 
 
-def eval_inputs(wildcards):
-    """Texts of the bits-per-byte tasks; with demo tasks their lm-eval YAML; for transferred models
-    with analyses on, what the alignment task compares them with."""
-    lang = _eval_lang(wildcards)
-    inputs = {"bpb_target": corpus_split(lang, "test")}
-    if ENGLISH:
-        inputs["bpb_english"] = corpus_split(ENGLISH, "test")
-    if DEMO_TASKS_ON:
-        inputs["demo_tasks"] = demo_task_files(lang)
-    if ANALYSIS and _is_cell(wildcards):
-        inputs.update(
-            source=llm_dir(wildcards),
-            parallel=f"data/corpora/{lang}/parallel.test.tsv",
-            lexicon=lexicon_path(lang),
-            states=f"results/analysis/source/{wildcards.llm}/{lang}/states.safetensors",
-        )
+def eval_inputs_for(stage):
+    """Input function of the evaluation of `stage` (init, cpt or source); the texts of its
+    bits-per-byte tasks, its lm-eval task YAML, and for transferred models with analyses on, what
+    the alignment task compares them with."""
+    tasks = STAGE_TASKS[stage]
+
+    def inputs(wildcards):
+        lang = _eval_lang(wildcards)
+        found = {}
+        if "bpb_target" in tasks:
+            found["bpb_target"] = corpus_split(lang, "test")
+        if "bpb_english" in tasks:
+            found["bpb_english"] = corpus_split(ENGLISH, "test")
+        if any(t in tasks for t in DEMO_TASKS_ON):
+            found["demo_tasks"] = demo_task_files(lang)
+        if any(t in tasks for t in mlqa_result_names(lang)):
+            found["mlqa"] = f"data/mlqa/{lang}"
+        if "alignment" in tasks:
+            found.update(
+                source=llm_dir(wildcards),
+                parallel=f"data/corpora/{lang}/parallel.test.tsv",
+                lexicon=lexicon_path(lang),
+                states=f"results/analysis/source/{wildcards.llm}/{lang}/states.safetensors",
+            )
+        return found
+
     return inputs
 
 
-def eval_labels(wildcards):
+def eval_labels(wildcards, stage):
     """The cell labels each evaluation JSON records (the report reads them, not the path)."""
-    if _is_cell(wildcards):
-        labels = dict(
-            stage=wildcards.stage,
-            llm=wildcards.llm,
-            plm=wildcards.plm,
-            method=wildcards.method,
-        )
-    else:
+    if stage == "source":
         labels = dict(stage="source", llm=wildcards.llm, language=wildcards.lang)
+    else:
+        labels = dict(
+            stage=stage, llm=wildcards.llm, plm=wildcards.plm, method=wildcards.method
+        )
     return " ".join(f"--label {k}={v}" for k, v in labels.items())
 
 
-def eval_flags(wildcards, input):
-    ev = config["evaluate"]
-    lang = _eval_lang(wildcards)
-    flags = [eval_labels(wildcards)]
-    flags += [
-        f"--task {name}=bpb:{input[name]}"
-        for name in ("bpb_target", "bpb_english")
-        if name in EVAL_TASKS
-    ]
-    harness = {**{k: DEMO_TASKS[k] for k in DEMO_TASKS_ON}, **ev["lm_eval_tasks"]}
-    flags += [
-        f"--task {name}=lm-eval:{task.format(lang=lang)}"
-        for name, task in harness.items()
-    ]
-    if DEMO_TASKS_ON:
-        flags.append(f"--include-path results/tasks/{lang}")
-    flags += [
-        f"--max-bytes {ev['max_bytes']}",
-        f"--seq-len {ev['seq_len']}",
-        f"--batch-size {ev['batch_size']}",
-        f"--seed {config['seed']}",
-    ]
-    if ev["lm_eval_limit"]:
-        flags.append(f"--lm-eval-limit {ev['lm_eval_limit']}")
-    if ev["num_fewshot"] is not None:
-        flags.append(f"--num-fewshot {ev['num_fewshot']}")
-    if ANALYSIS and _is_cell(wildcards):
+def eval_flags_for(stage):
+    """Params function of the evaluation of `stage`; the tasks and settings as flags."""
+    tasks = STAGE_TASKS[stage]
+
+    def flags_of(wildcards, input):
+        ev = config["evaluate"]
+        lang = _eval_lang(wildcards)
+        flags = [eval_labels(wildcards, stage)]
         flags += [
-            "--task alignment=alignment",
-            f"--source-model {input.source} --parallel {input.parallel}",
-            f"--lexicon {input.lexicon} --source-states {input.states}",
-            source_states_flags(wildcards),
+            f"--task {name}=bpb:{input[name]}"
+            for name in ("bpb_target", "bpb_english")
+            if name in tasks
         ]
-    return " ".join(flags)
+        harness = {
+            **{k: DEMO_TASKS[k] for k in DEMO_TASKS_ON},
+            **ev["lm_eval_tasks"],
+        }
+        flags += [
+            f"--task {name}=lm-eval:{task.format(lang=lang)}"
+            for name, task in harness.items()
+            if name in tasks
+        ]
+        if any(t in tasks for t in DEMO_TASKS_ON):
+            flags.append(f"--include-path results/tasks/{lang}")
+        if "mlqa" in input.keys():
+            flags.append(f"--include-path {input.mlqa}")
+        flags += [
+            f"--max-bytes {ev['max_bytes']}",
+            f"--seq-len {ev['seq_len']}",
+            f"--batch-size {ev['batch_size']}",
+            f"--precision {ev['precision']}",
+            f"--seed {config['seed']}",
+        ]
+        if ev["lm_eval_limit"]:
+            flags.append(f"--lm-eval-limit {ev['lm_eval_limit']}")
+        if ev["num_fewshot"] is not None:
+            flags.append(f"--num-fewshot {ev['num_fewshot']}")
+        if "alignment" in tasks:
+            flags += [
+                "--task alignment=alignment",
+                f"--source-model {input.source} --parallel {input.parallel}",
+                f"--lexicon {input.lexicon} --source-states {input.states}",
+                source_states_flags(wildcards),
+            ]
+        return " ".join(flags)
+
+    return flags_of
 
 
 def tasks_flags(wildcards):
@@ -466,8 +604,16 @@ def source_states_flags(wildcards):
 # Targets
 
 
+def methods_of(plm):
+    """The cells run with a PLM: plms.<plm>.methods, in the order of `methods` (default: all)."""
+    chosen = config["plms"][plm].get("methods")
+    return [m for m in METHODS if chosen is None or m in chosen]
+
+
 def cells():
-    return [(llm, plm, method) for llm in LLMS for plm in PLMS for method in METHODS]
+    return [
+        (llm, plm, method) for llm in LLMS for plm in PLMS for method in methods_of(plm)
+    ]
 
 
 def all_eval_jsons():
@@ -475,7 +621,7 @@ def all_eval_jsons():
         f"results/eval/{stage}/{llm}/{plm}/{method}/{task}.json"
         for llm, plm, method in cells()
         for stage in ("init", "cpt")
-        for task in CELL_EVAL_TASKS
+        for task in STAGE_TASKS[stage]
     ]
     if config["evaluate"]["source_baseline"]:
         files += [

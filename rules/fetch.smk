@@ -7,6 +7,7 @@ localrules:
     fetch_corpus,
     fetch_parallel,
     fetch_fasttext,
+    fetch_mlqa,
     fetch_lexicon,
 
 
@@ -67,8 +68,10 @@ rule fetch_fasttext:
         "../envs/salt-transfer.yaml"
     resources:
         hf_api=1,
+    params:
+        flags=fasttext_fetch_flags,
     shell:
-        "salt-transfer fetch-fasttext --no-progress --lang {wildcards.lang} --out {output.model} > {log} 2>&1"
+        "salt-transfer fetch-fasttext --no-progress --lang {wildcards.lang} {params.flags} --out {output.model} > {log} 2>&1"
 
 
 rule fetch_lexicon:
@@ -82,3 +85,20 @@ rule fetch_lexicon:
         flags=lexicon_flags,
     shell:
         "salt-transfer build-lexicon --no-progress {params.flags} --out {output.lexicon} > {log} 2>&1"
+
+
+# MLQA as lm-eval tasks salt_mlqa_X_Y for one language (facebook/mlqa is a loading script, which
+# datasets 5 does not run): the official MLQA_V1.zip, converted; the tasks include lm-eval's own.
+rule fetch_mlqa:
+    output:
+        tasks=directory("data/mlqa/{lang}"),
+    log:
+        "logs/fetch/mlqa/{lang}.log",
+    conda:
+        "../envs/salt-transfer.yaml"
+    resources:
+        hf_api=1,
+    params:
+        flags=mlqa_flags,
+    shell:
+        "salt-transfer fetch-mlqa --no-progress --lang {wildcards.lang} {params.flags} --out-dir {output.tasks} > {log} 2>&1"

@@ -8,7 +8,13 @@ rule pretrain:
         unpack(pretrain_inputs),
     output:
         model=directory("results/cpt/{llm}/{plm}/{method}/model"),
-        log_csv="results/cpt/{llm}/{plm}/{method}/train_log.csv",
+        log_csv=report(
+            "results/cpt/{llm}/{plm}/{method}/train_log.csv",
+            caption="../report/train_log.rst",
+            category="Continual pretraining",
+            subcategory="{plm}",
+            labels={"source LLM": "{llm}", "method": "{method}"},
+        ),
     log:
         "logs/cpt/{llm}/{plm}/{method}.log",
     benchmark:

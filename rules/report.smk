@@ -9,10 +9,29 @@ rule report:
         evals=all_eval_jsons(),
         logs=all_train_logs(),
     output:
-        csv="results/report/results.csv",
+        csv=report(
+            "results/report/results.csv",
+            caption="../report/results.rst",
+            category="Evaluation",
+        ),
+        claims=report(
+            "results/report/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
         tables="results/report/tables.md",
+        tables_html=report(
+            "results/report/tables.html",
+            caption="../report/tables.rst",
+            category="Evaluation",
+        ),
         metrics="results/report/metrics.json",
-        plots=directory("results/report/plots"),
+        plots=report(
+            directory("results/report/plots"),
+            patterns=["{name}.png"],
+            caption="../report/plots.rst",
+            category="Plots",
+        ),
     log:
         "logs/report/report.log",
     conda:

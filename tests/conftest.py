@@ -197,7 +197,7 @@ def save_tokenizer(tok, path: Path) -> Path:
 # Tiny models
 
 
-def tiny_llama(tok, path: Path, hidden=32, tied=True, seed=0) -> Path:
+def tiny_llama(tok, path: Path, hidden=32, tied=True, seed=0, max_positions=128) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -210,7 +210,7 @@ def tiny_llama(tok, path: Path, hidden=32, tied=True, seed=0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=tied,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,

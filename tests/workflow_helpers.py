@@ -50,23 +50,35 @@ def job_counts(output: str) -> dict[str, int]:
 def expected_jobs(config_path: Path) -> dict[str, int]:
     """Jobs a config's grid implies, computed from the config itself (not hard-coded)."""
     config = yaml.safe_load(Path(config_path).read_text())
-    llms, plms, methods = config["llms"], config["plms"], config["methods"]
-    cells = len(llms) * len(plms) * len(methods)
+    from salt_transfer.catalog import method_entries
+
+    llms, plms = config["llms"], config["plms"]
+    entries = method_entries(config["methods"])
+    methods_of = {
+        p: [m for m in entries if s.get("methods") in (None, []) or m in s["methods"]]
+        for p, s in plms.items()
+    }
+    cells = len(llms) * sum(len(m) for m in methods_of.values())
     standin = [p for p, s in plms.items() if s["source"] == "standin"]
     trimmed = [p for p, s in plms.items() if s.get("trim")]
     langs = {s["language"] for s in plms.values()}
     pretrained = config.get("aux", {}).get("pretrained", {})
+    # fastText vectors are trained only for PLMs with a cell whose method reads them.
+    needs_aux = [p for p, ms in methods_of.items() if any("aux" in entries[m].info.needs for m in ms)]
     out = {
         "fit": cells,
         "transplant": cells,
         "pretrain": cells,
-        "evaluate": 2 * cells,
+        "evaluate_init": cells,
+        "evaluate_cpt": cells,
         "overlap": len(llms) * len(plms),
         "fetch_model": len(llms) + len(plms) - len(standin),
         "standin_plm": len(standin),
         "trim_plm": len(trimmed),
-        "fasttext": sum(1 for s in plms.values() if not pretrained.get(s["language"])),
-        "fetch_fasttext": sum(1 for lang in langs if pretrained.get(lang) == "cc"),
+        "fasttext": sum(1 for p in needs_aux if not pretrained.get(plms[p]["language"])),
+        "fetch_fasttext": len(
+            {plms[p]["language"] for p in needs_aux if pretrained.get(plms[p]["language"]) == "cc"}
+        ),
     }
     if config.get("evaluate", {}).get("source_baseline", True):
         out["evaluate_source"] = len(llms) * len(langs)

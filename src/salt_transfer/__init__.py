@@ -5,3 +5,14 @@ The library is importable and testable without Snakemake; the workflow calls it 
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["transfer"]
+
+
+def __getattr__(name):
+    # `salt_transfer.transfer(...)` without importing torch on `import salt_transfer`.
+    if name == "transfer":
+        from .pipeline import transfer
+
+        return transfer
+    raise AttributeError(f"module 'salt_transfer' has no attribute {name!r}")

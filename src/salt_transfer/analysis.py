@@ -9,7 +9,7 @@ Usage (standalone; the workflow runs the same computation as the `alignment` tas
         --out results/eval/cpt/smollm2-135m/es-bert/salt/alignment.json
 
 Three measurements between the transferred model on target-language text and the source LLM on
-English (paper-notes §3.5):
+English (docs/paper.md, section 3):
 
 * word translation retrieval: target words' input-embedding rows in the transferred model against
   English words' rows in the source LLM, with a bilingual lexicon. Only words that are one token on
@@ -20,7 +20,7 @@ English (paper-notes §3.5):
 * sentence retrieval: precision@1 per layer of target sentences retrieving their English
   translations by cosine of mean-pooled hidden states (special tokens excluded);
 * linear CKA per layer between the two sets of mean-pooled representations, centred as in
-  Kornblith et al. 2019 (the paper's printed formula omits the centring, paper-notes §3.5 [I]).
+  Kornblith et al. 2019 (the paper's printed formula omits the centring; docs/paper.md, section 3).
 
 Departures: the paper aligns separate monolingual BERTs and applies iterative normalization before
 Procrustes; here the "two models" are the source LLM and its transferred copy, and vectors are only

@@ -264,6 +264,44 @@ class _Auditor:
             depends |= self.chain(emb)
         return depends
 
+    # -- completeness -----------------------------------------------------------------------
+    def audit_completeness(self, rows: list[dict[str, str]]) -> None:
+        """Every evaluation record under the table's eval/ tree has its rows in the table: a table
+        with rows dropped (or an evaluation the report never saw) is a finding, not "all match"."""
+        in_table: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for row in rows:
+            in_table[row.get("source_json", "")].add((row.get("task", ""), row.get("metric", "")))
+        roots = set()
+        for source in in_table:
+            parts = Path(source).parts
+            if "eval" in parts:
+                roots.add(Path(*parts[: len(parts) - parts[::-1].index("eval")]))
+        for eval_root in sorted(roots):
+            for path in sorted(self.hashes.path(str(eval_root)).rglob("*.json")):
+                rel = str(eval_root / path.relative_to(self.hashes.path(str(eval_root))))
+                if path.name.endswith(META_SUFFIX):
+                    continue
+                try:
+                    record = json.loads(path.read_text(encoding="utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    self.check(rel, "evaluation record", "JSON", "unreadable", [])
+                    continue
+                if record.get("kind") == "alignment":
+                    expected = {(t, m) for t, m, _ in analysis_metrics(record)}
+                else:
+                    expected = {(record.get("task") or path.stem, m) for m in (record.get("metrics") or {})}
+                missing = sorted(expected - in_table.get(rel, set()))
+                self.check(
+                    rel,
+                    "rows in results.csv",
+                    f"{len(expected)} rows",
+                    f"{len(expected)} rows"
+                    if not missing
+                    else f"{len(expected) - len(missing)} rows (missing {missing[0][0]}/{missing[0][1]}"
+                    + (f" and {len(missing) - 1} more)" if len(missing) > 1 else ")"),
+                    [],
+                )
+
     # -- dvc.lock ---------------------------------------------------------------------------
     def audit_dvc_lock(self, lock_path: Path, cache: Path) -> None:
         import yaml
@@ -301,8 +339,11 @@ def read_table(results_csv: str | Path) -> list[dict[str, str]]:
     path = Path(results_csv)
     if not path.is_file():
         raise InputError(f"results table {path}: no such file (run the report first: snakemake)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"results table {path}: not a UTF-8 CSV ({exc})") from exc
     if not rows or "source_json" not in rows[0]:
         raise InputError(
             f"results table {path}: no rows with a source_json column (not a salt-transfer report?)"
@@ -330,6 +371,7 @@ def audit(results_csv: str | Path, dvc_lock: str | Path | None = None, root: str
     table_rel = str(Path(results_csv))
     for artifacts in depends:
         artifacts.add(table_rel)
+    auditor.audit_completeness(rows)
     if dvc_lock is not None:
         auditor.audit_dvc_lock(Path(dvc_lock), dvc_cache_dir(root))
     auditor.attach_rows(depends)

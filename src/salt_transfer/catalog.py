@@ -80,6 +80,11 @@ class OfaOptions(_Checked):
 
 
 @dataclass(frozen=True)
+class OmpOptions(_Checked):
+    k: int = opt(64, help="anchors per new token (mergekit's recommended 64)", minimum=1)
+
+
+@dataclass(frozen=True)
 class MultivariateOptions(_Checked):
     cov_scale: float = opt(1e-5, help="scale on the covariance (Hewitt's 1e-5)", minimum=0.0)
     copy_shared: bool = opt(True, help="shared tokens copy their source row")
@@ -137,6 +142,13 @@ METHODS: dict[str, MethodInfo] = {
             "Liu et al., NAACL Findings 2024 (arXiv 2311.08849)",
             OfaOptions,
             "softmax(cos/0.1)-weighted average of the top-10; optional rank-r factorization",
+        ),
+        MethodInfo(
+            "omp",
+            frozenset({"plm"}),
+            "Goddard & Neto 2025 (arXiv 2506.06607); mergekit-tokensurgeon's default",
+            OmpOptions,
+            "k anchors picked by orthogonal matching pursuit in the PLM space, least-squares coefficients applied to their LLM rows",
         ),
         MethodInfo(
             "multivariate",

@@ -17,7 +17,7 @@ Two settings, both real fastText with subword n-grams:
 Vectors always come from `get_word_vector`, i.e. from character n-grams when the token is not in
 fastText's word list. SALT says so ("embeddings of various words using combinations of multiple
 subwords", paper Step 1); deepfocus instead drops every token outside the word list, which on real
-data leaves most new tokens random (DESIGN.md). A token is *rare* (random init, paper Step 1) only
+data leaves most new tokens random (docs/design.md). A token is *rare* (random init, paper Step 1) only
 when it has no usable vector: special tokens, unused ids, an empty lookup string, a zero or
 non-finite vector.
 """
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .errors import InputError
-from .provenance import Meta, atomic_path, check_output
+from .progress import track
+from .provenance import Meta, atomic_path, check_output, sha256_file
 from .settings import FastTextOptions
 from .tokens import TokenForm, canonical_forms, render
 
@@ -64,7 +64,7 @@ def write_tokenized_corpus(corpus: Path, tokenizer, out: Path, batch_lines: int 
                 dst.write(" ".join(line) + "\n")
             batch.clear()
 
-        for line in tqdm(src, desc="tokenizing corpus for fastText", unit=" lines", mininterval=2):
+        for line in track(src, "tokenizing corpus for fastText", bar=False, unit="lines"):
             line = line.strip()
             if line:
                 batch.append(line)
@@ -89,7 +89,7 @@ def train_token_fasttext(
     import fasttext
 
     from .corpora import check_text_file
-    from .tokens import load_tokenizer
+    from .tokens import load_tokenizer, tokenizer_fingerprint
 
     corpus = check_text_file(corpus, "corpus")
     check_output(out_path)
@@ -107,19 +107,24 @@ def train_token_fasttext(
             options.epochs,
             n_tokens,
         )
-        model = fasttext.train_unsupervised(
-            str(tokenized),
-            model=options.model,
-            dim=options.dim,
-            epoch=options.epochs,
-            minCount=options.min_count,
-            neg=options.neg,
-            minn=options.minn,
-            maxn=options.maxn,
-            bucket=options.bucket,
-            thread=options.threads,
-            verbose=0,
-        )
+        try:
+            model = fasttext.train_unsupervised(
+                str(tokenized),
+                model=options.model,
+                dim=options.dim,
+                epoch=options.epochs,
+                minCount=options.min_count,
+                neg=options.neg,
+                minn=options.minn,
+                maxn=options.maxn,
+                bucket=options.bucket,
+                thread=options.threads,
+                verbose=0,
+            )
+        except (RuntimeError, ValueError) as exc:  # e.g. "Empty vocabulary. Try a smaller -minCount value."
+            raise InputError(
+                f"fastText on {corpus} with --min-count {options.min_count}: {str(exc).splitlines()[0]}"
+            ) from exc
     if len(model.words) == 0:
         raise InputError(
             f"corpus {corpus}: no token occurs --min-count {options.min_count} times; lower --min-count"
@@ -128,7 +133,11 @@ def train_token_fasttext(
     meta = Meta(
         "fasttext",
         inputs={"corpus": corpus, "tokenizer": tokenizer if is_path else None},
-        params={**stats, "lookup": "token"},
+        params={
+            **stats,
+            "lookup": "token",
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer) if is_path else None,
+        },
         config_hash=config_hash,
     )
     with atomic_path(out_path, meta) as tmp_out:
@@ -163,24 +172,123 @@ class AuxVectors:
     lookup: str
 
 
+def _fnv1a_subword_ids(words: list[str], model) -> tuple[np.ndarray, np.ndarray]:
+    """fastText's subword ids of each word, vectorized: (flat ids, per-word offsets [n + 1]).
+
+    What `Dictionary::getSubwords` does per word, for all words at once: the word's own id when it is
+    in the word list, then the bucket of every character n-gram (minn..maxn characters of
+    "<word>", UTF-8 continuation bytes kept with their character, the bare "<" and ">" excluded),
+    each bucket being nwords + FNV-1a(bytes, with fastText's int8 sign extension) % bucket.
+    """
+    args = model.f.getArgs()
+    minn, maxn, bucket = int(args.minn), int(args.maxn), int(args.bucket)
+    vocab = {w: i for i, w in enumerate(model.get_words(include_freq=False))}
+    nwords = len(vocab)
+    encoded = [("<" + w + ">").encode("utf-8") for w in words]
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    char_pos = np.flatnonzero((buf & 0xC0) != 0x80)  # byte offset of every character
+    word_of = np.searchsorted(starts, char_pos, side="right") - 1
+    char_end = np.append(char_pos[1:], len(buf))
+    last = np.r_[word_of[1:] != word_of[:-1], True]
+    char_end[last] = starts[word_of[last] + 1]  # a word's last character ends at the word's end
+    first = np.r_[True, word_of[1:] != word_of[:-1]]
+    signed = np.where(buf < 128, buf.astype(np.uint32), buf.astype(np.uint32) | np.uint32(0xFFFFFF00))
+    n_chars = len(char_pos)
+    pieces_word, pieces_key, pieces_id = [], [], []
+    h = np.full(n_chars, 2166136261, dtype=np.uint32)
+    alive = np.ones(n_chars, dtype=bool)  # n-gram starting at this character still inside its word
+    prime = np.uint32(16777619)
+    with np.errstate(over="ignore"):
+        for n in range(1, maxn + 1):
+            tail = np.arange(n_chars) + (n - 1)  # index of the n-th character of each n-gram
+            alive &= tail < n_chars
+            alive[alive] &= word_of[tail[alive]] == word_of[alive]
+            idx = np.flatnonzero(alive)
+            t = tail[idx]
+            byte_len = char_end[t] - char_pos[t]
+            for b in range(4):
+                m = byte_len > b
+                sel = idx[m]
+                h[sel] = (h[sel] ^ signed[char_pos[t[m]] + b]) * prime
+            if n < minn:
+                continue
+            keep = idx
+            if n == 1:  # the bare "<" (first character) and ">" (last) are not n-grams
+                keep = idx[~(first[idx] | last[idx])]
+            pieces_word.append(word_of[keep])
+            pieces_key.append(keep * (maxn + 1) + n)  # fastText's order: by start, then by length
+            pieces_id.append(nwords + (h[keep] % np.uint32(bucket)).astype(np.int64))
+    own = np.array([vocab.get(w, -1) for w in words], dtype=np.int64)
+    in_vocab = np.flatnonzero(own >= 0)
+    pieces_word.append(in_vocab)
+    pieces_key.append(np.full(len(in_vocab), -1, dtype=np.int64))  # the word's own id comes first
+    pieces_id.append(own[in_vocab])
+    word_ids = np.concatenate(pieces_word)
+    keys, ids = np.concatenate(pieces_key), np.concatenate(pieces_id)
+    eos = np.array([w == "</s>" for w in words])  # fastText gives its EOS word no n-grams
+    if eos.any():
+        drop = eos[word_ids] & (keys >= 0)
+        word_ids, keys, ids = word_ids[~drop], keys[~drop], ids[~drop]
+    order = np.lexsort((keys, word_ids))
+    flat = ids[order]
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(word_ids, minlength=len(words)), out=offsets[1:])
+    return flat, offsets
+
+
+# Largest fastText input matrix (words + buckets) x dim copied for the vectorized lookup; beyond it
+# (pretrained cc.<lang>.300.bin: 4M x 300 = 4.8 GB) words are looked up one by one.
+_MATRIX_BYTES = 1536 * 1024**2
+
+
+def _vectors_vectorized(model, words: list[str]) -> np.ndarray:
+    """`get_word_vector` of every word at once: the mean of the input rows of its subword ids."""
+    flat, offsets = _fnv1a_subword_ids(words, model)
+    matrix = torch.from_numpy(model.get_input_matrix())
+    counts = np.diff(offsets)
+    sums = torch.nn.functional.embedding_bag(
+        torch.from_numpy(flat), matrix, torch.from_numpy(offsets[:-1]), mode="sum"
+    ).numpy()
+    # fastText multiplies the float32 sum by float(1.0 / n): the same rounding, for equal vectors.
+    scale = np.where(counts > 0, (1.0 / np.maximum(counts, 1)).astype(np.float32), np.float32(0))
+    return sums * scale[:, None]
+
+
 def token_vectors(model, tokenizer, lookup: str = "token") -> AuxVectors:
-    """fastText vector of every target token id; rare tokens are flagged, not silently zero."""
+    """fastText vector of every target token id; rare tokens are flagged, not silently zero.
+
+    Token-level models (the default) are looked up for all tokens at once (`_fnv1a_subword_ids`:
+    identical vectors, seconds instead of a Python call per token); pretrained word-level models,
+    whose input matrix is too large to copy, one word at a time.
+    """
     if lookup not in LOOKUPS:
         raise InputError(f"aux lookup {lookup!r}: choose one of {LOOKUPS}")
     forms = canonical_forms(tokenizer)
     dim = model.get_dimension()
     vectors = np.zeros((len(forms), dim), dtype=np.float32)
     usable = np.zeros(len(forms), dtype=bool)
+    ids, words = [], []
     for idx, f in enumerate(forms):
         if f.kind not in ("normal", "byte"):
             continue
         word = render(f) if lookup == "token" else _word_lookup(f)
-        if not word:
-            continue
-        vec = model.get_word_vector(word)
-        if np.isfinite(vec).all() and np.abs(vec).sum() > 0:
-            vectors[idx] = vec
-            usable[idx] = True
+        if word:
+            ids.append(idx)
+            words.append(word)
+    args = model.f.getArgs()
+    matrix_bytes = (len(model.get_words()) + int(args.bucket)) * dim * 4
+    if words and matrix_bytes <= _MATRIX_BYTES:
+        found = _vectors_vectorized(model, words)
+    else:
+        found = (
+            np.stack([model.get_word_vector(w) for w in words]) if words else np.zeros((0, dim), np.float32)
+        )
+    ok = np.isfinite(found).all(axis=1) & (np.abs(found).sum(axis=1) > 0)
+    vectors[np.array(ids, dtype=np.int64)[ok]] = found[ok]
+    usable[np.array(ids, dtype=np.int64)[ok]] = True
     return AuxVectors(torch.from_numpy(vectors), torch.from_numpy(usable), lookup)
 
 
@@ -188,51 +296,54 @@ CC_URL = "https://dl.fbaipublicfiles.com/fasttext/vectors-crawl/cc.{lang}.300.bi
 
 
 def download_fasttext(
-    lang: str, out: str | Path, url: str | None = None, progress: bool = True, config_hash: str | None = None
+    lang: str,
+    out: str | Path,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    config_hash: str | None = None,
+    attempts: int = 5,
 ) -> dict:
     """Download and gunzip a pretrained fastText model (Grave et al. 2018, cc.<lang>.300.bin).
 
-    The paper's auxiliary embeddings (paper-notes §1.1). About 4.5 GB compressed per language; the
-    stream is decompressed on the fly into a temp file that is renamed only when complete.
+    The paper's auxiliary embeddings (docs/paper.md, section 1). About 4.5 GB compressed per language, so
+    the compressed bytes go to `<out>.gz.part` first and a dropped connection resumes where it stopped
+    (an HTTP Range request, up to `attempts` times in one call; a later call resumes the same file).
+    The download must have the length the server announced and, when `sha256` is given, that digest
+    (fasttext.cc publishes none; a mirror may): a mismatch deletes the partial file and is an input
+    error. gzip's own CRC is checked while decompressing into a temp file, renamed only when complete.
+    `url` may contain `{lang}`.
     """
     import gzip
     import re
     import shutil
-    import urllib.request
 
-    check_output(out)
-    if url is None:
-        if not re.fullmatch(r"[a-z]{2,3}", lang):
-            raise InputError(f"fastText language {lang!r}: expected an ISO code such as de, ar or vi")
-        url = CC_URL.format(lang=lang)
+    from .downloads import download_resuming
+
+    out = check_output(out)
+    if url is None and not re.fullmatch(r"[a-z]{2,3}", lang):
+        raise InputError(f"fastText language {lang!r}: expected an ISO code such as de, ar or vi")
+    url = (url or CC_URL).format(lang=lang)
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise InputError(f"--sha256 {sha256!r}: expected 64 lowercase hex digits")
+    part = out.with_name(out.name + ".gz.part")
+    received = download_resuming(url, part, progress=progress, attempts=attempts, what="fastText")
+    digest = sha256_file(part)
+    if sha256 is not None and digest != sha256:
+        part.unlink()
+        raise InputError(f"fastText {url}: sha256 {digest}, expected {sha256}; the download was removed")
+    meta = Meta(
+        "fetch-fasttext",
+        params={"url": url, "lang": lang, "gz_sha256": digest, "gz_bytes": part.stat().st_size},
+        config_hash=config_hash,
+    )
     try:
-        response = urllib.request.urlopen(url)  # noqa: S310 (https or a local file:// mirror)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"fastText {url}: cannot be downloaded ({exc})") from exc
-    total = int(response.headers.get("Content-Length") or 0) or None
-    meta = Meta("fetch-fasttext", params={"url": url, "lang": lang}, config_hash=config_hash)
-    with response, atomic_path(out, meta) as tmp:
-        counted = _CountingReader(
-            response,
-            tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"cc.{lang}", disable=not progress, mininterval=2
-            ),
-        )
-        with gzip.GzipFile(fileobj=counted) as src, open(tmp, "wb") as dst:
+        with atomic_path(out, meta) as tmp, gzip.open(part, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 22)
-        counted.bar.close()
-        meta.params = {**meta.params, "bytes_downloaded": counted.count}
-    return {"url": url, "bytes_downloaded": counted.count}
-
-
-class _CountingReader:
-    """A file-like wrapper that counts bytes and advances a progress bar."""
-
-    def __init__(self, raw, bar):
-        self.raw, self.bar, self.count = raw, bar, 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.count += len(data)
-        self.bar.update(len(data))
-        return data
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        part.unlink()
+        raise InputError(
+            f"fastText {url}: not a complete gzip file ({exc}); the download was removed"
+        ) from exc
+    part.unlink()
+    return {"url": url, "bytes_downloaded": received, "gz_sha256": digest}

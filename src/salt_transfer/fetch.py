@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -144,28 +145,52 @@ def _assembled_gguf(package: str, work: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _hub_download(repo: str, revision: str, out: Path, tokenizer_only: bool) -> dict[str, Any]:
-    import os
+    """The repo's files at `revision` through the Hugging Face cache (HF_HUB_CACHE), linked into `out`.
 
-    from huggingface_hub import HfApi, snapshot_download
+    One path online and offline: `snapshot_download` fills the cache online and, with HF_HUB_OFFLINE=1,
+    returns the cached snapshot of that revision (a branch or tag through `refs/`, a commit directly).
+    The snapshot folder's name is the commit the revision resolved to. Files are hard-linked from the
+    cache when it is on the same file system (no second copy of a multi-GB model), copied otherwise."""
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     patterns = list(_TOKENIZER_FILES) + ([] if tokenizer_only else list(_MODEL_PATTERNS))
-    try:
-        snapshot_download(repo, revision=revision, local_dir=out, allow_patterns=patterns)
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        resolved = None if offline else HfApi().model_info(repo, revision=revision).sha
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE")
-        hint = " (HF_HUB_OFFLINE is set and the model is not in the local cache)" if offline else ""
-        raise InputError(
-            f"model hf:{repo}@{revision}: cannot be downloaded{hint}: {type(exc).__name__}"
-        ) from exc
+
+    def download(allow: list[str]) -> Path:
+        try:
+            return Path(snapshot_download(repo, revision=revision, allow_patterns=allow))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            hint = " (HF_HUB_OFFLINE is set and this revision is not in the local cache)" if offline else ""
+            raise InputError(
+                f"model hf:{repo}@{revision}: cannot be downloaded{hint}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    snapshot = download(patterns)
+    _link_tree(snapshot, out)
     if not tokenizer_only and not any(out.glob("*.safetensors")):
         # Older checkpoints only ship pickles: convert once so downstream code never unpickles.
-        snapshot_download(repo, revision=revision, local_dir=out, allow_patterns=["pytorch_model*.bin"])
+        _link_tree(download(["pytorch_model*.bin", "pytorch_model.bin.index.json"]), out)
         _resave_as_safetensors(out)
-    shutil.rmtree(out / ".cache", ignore_errors=True)
-    return {"repo": repo, "revision": revision, "resolved_revision": resolved or revision}
+    if not any(out.iterdir()):
+        raise InputError(
+            f"model hf:{repo}@{revision}: none of the expected files ({', '.join(patterns)}) is in the repo"
+        )
+    return {"repo": repo, "revision": revision, "resolved_revision": snapshot.name}
+
+
+def _link_tree(src: Path, out: Path) -> None:
+    """Every file under `src` (cache snapshots hold symlinks to blobs) into `out`: hard link, else copy."""
+    for path in sorted(src.rglob("*")):
+        if path.is_dir():
+            continue
+        target = out / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob = path.resolve()
+        try:
+            os.link(blob, target)
+        except OSError:
+            shutil.copyfile(blob, target)
 
 
 def _resave_as_safetensors(folder: Path) -> None:

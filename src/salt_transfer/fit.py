@@ -27,7 +27,7 @@ from .fasttext_vectors import load_fasttext, token_vectors
 from .methods import SourceRows, TransferProblem, get_method
 from .options import from_mapping
 from .provenance import Meta, atomic_path, check_output, meta_path, write_json_atomic
-from .tokens import canonical_forms, load_tokenizer, read_overlap, render, vocab_size
+from .tokens import canonical_forms, check_made_for, load_tokenizer, read_overlap, render, vocab_size
 from .weights import embedding_layout, resolve_device, write_safetensors
 
 LOG = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def fit_embeddings(
     if "aux" in spec.needs and aux is None:
         raise InputError(f"method {method} needs auxiliary vectors: pass --aux fasttext.bin")
     table, sizes = read_overlap(overlap)
+    tok_path = target_tokenizer or plm
     n_target, n_source = int(sizes["n_target"]), int(sizes["n_source"])
     shared_target = torch.tensor(table["target_id"].to_numpy(), dtype=torch.long)
     shared_source = torch.tensor(table["source_id"].to_numpy(), dtype=torch.long)
@@ -147,6 +148,13 @@ def fit_embeddings(
         rare_examples = [render(forms[i]) or f"<id {i}>" for i in rare_new.nonzero().squeeze(1)[:50].tolist()]
         timings["aux_vectors_s"] = time.perf_counter() - t
 
+    # Inputs made for other tokenizers but of the same sizes would pass every check above and be used
+    # under the wrong ids: their sidecars say what they were made for.
+    if tok_path is not None:
+        check_made_for(overlap, "target_tokenizer", tok_path, "overlap")
+    check_made_for(overlap, "source_tokenizer", source_model, "overlap")
+    if aux is not None and tok_path is not None:
+        check_made_for(aux, "tokenizer", tok_path, "fastText model")
     problem = TransferProblem(
         n_target=n_target,
         shared_target=shared_target,
@@ -187,6 +195,7 @@ def fit_embeddings(
         params={
             "method": method,
             "name": name or method,
+            "report": str(report),
             "options": dataclasses.asdict(opts),
             "dtype": dtype,
             "aux_lookup": None if aux_vectors is None else aux_vectors.lookup,

@@ -27,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -43,12 +44,27 @@ SNAKEMAKE_MARKER = ".snakemake_timestamp"
 _OWN_DIR_MARKERS = ("manifest.json",)
 
 
+# Digests already computed in this process, keyed by what identifies a file's content without
+# reading it again: a command hashes its inputs for its checks, its record and its sidecar (a
+# 540 MB model three times, 1-2 s each). Only files last modified over 2 s ago are remembered:
+# file times tick in jiffies (about 4 ms), so a same-size rewrite right after a hash could keep its
+# mtime, while any later rewrite of an older file changes it.
+_DIGESTS: dict[tuple, str] = {}
+_SETTLED_S = 2.0
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     """Hex digest of a file, read in chunks (md5 is what DVC records in dvc.lock)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, algorithm)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(_CHUNK):
             h.update(block)
+    if time.time() - st.st_mtime > _SETTLED_S:
+        _DIGESTS[key] = h.hexdigest()
     return h.hexdigest()
 
 
@@ -140,7 +156,7 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -159,7 +175,12 @@ def clean_stale(final: Path) -> list[Path]:
     host = _host()
     for entry in parent.glob(f".{final.name}.*.tmp"):
         m = _TMP_RE.match(entry.name)
-        if not m or m.group("name") != final.name or m.group("host") != host or _alive(int(m.group("pid"))):
+        if (
+            not m
+            or m.group("name") != final.name
+            or m.group("host") != host
+            or pid_alive(int(m.group("pid")))
+        ):
             continue
         shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         removed.append(entry)
@@ -330,6 +351,10 @@ def atomic_path(final: str | os.PathLike, meta: Meta | None = None) -> Iterator[
     try:
         yield tmp_path
         _publish(tmp_path, final, meta)
+    except OSError as exc:
+        if is_disk_error(exc):  # a full disk or a read-only file system: name what was being written
+            raise InputError(f"--out {final}: cannot be written ({exc.strerror})") from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -350,6 +375,10 @@ def atomic_dir(final: str | os.PathLike, meta: Meta | None = None) -> Iterator[P
     try:
         yield tmp
         _publish(tmp, final, meta)
+    except OSError as exc:
+        if is_disk_error(exc):
+            raise InputError(f"--out {final}: cannot be written ({exc.strerror})") from exc
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -366,4 +395,4 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, meta: Meta | None = Non
 
 def is_disk_error(exc: OSError) -> bool:
     """Errors of the output location (full disk, read-only or unwritable file system), not bugs."""
-    return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)
+    return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM, errno.EFBIG)

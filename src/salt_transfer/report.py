@@ -460,6 +460,59 @@ def headline_metrics(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
+def markdown_to_html(text: str, title: str = "salt-transfer report") -> str:
+    """Our own generated markdown (headings, paragraphs, bullet lists, pipe tables, **bold**) as one
+    self-contained HTML page, so Snakemake's report (which does not render markdown) shows the tables."""
+    import html
+    import re
+
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+        s = re.sub(r"\*(.+?)\*", r"<i>\1</i>", s)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+    out, table, items = [], [], []
+
+    def flush() -> None:
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|(\s*-+\s*\|)+", r.replace("---", "-"))]
+            cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+            out.append("<table>")
+            out.append("<tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells[0]) + "</tr>")
+            for row in cells[1:]:
+                out.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>")
+            out.append("</table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    style = (
+        "body{font-family:sans-serif;margin:1.5em;max-width:70em} table{border-collapse:collapse;margin:.5em 0 1.5em}"
+        " td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right} td:first-child,th:first-child"
+        "{text-align:left} h2{font-size:1.05em;margin-top:1.6em}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n"
+    )
+
+
 def training_logs(eval_jsons: list[str | Path]) -> dict[tuple[str, str, str], Path]:
     """(llm, plm, method) -> train_log.csv of each continually pretrained model evaluated, found
     through the model's sidecar (the pretraining run recorded where it wrote its log)."""
@@ -481,12 +534,23 @@ def write_report(
     out_dir: str | Path,
     plots: bool = True,
 ) -> pd.DataFrame:
+    from .claims import check_claims, claims_markdown
+    from .provenance import check_output
+
     out_dir = Path(out_dir)
+    for name in ("results.csv", "claims.csv", "tables.md", "tables.html", "metrics.json"):
+        check_output(out_dir / name, label="--out-dir")
     df = collect(eval_jsons, grid)
+    logs = training_logs(eval_jsons)
+    claims = check_claims(eval_jsons, logs, grid.get("method_of", {}))
     with atomic_path(out_dir / "results.csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    write_text_atomic(out_dir / "tables.md", tables_markdown(df, grid))
+    with atomic_path(out_dir / "claims.csv") as tmp:
+        claims.to_csv(tmp, index=False, float_format="%.6g")
+    tables = claims_markdown(claims) + "\n" + tables_markdown(df, grid)
+    write_text_atomic(out_dir / "tables.md", tables)
+    write_text_atomic(out_dir / "tables.html", markdown_to_html(tables, "salt-transfer: claims and tables"))
     write_json_atomic(out_dir / "metrics.json", headline_metrics(df))
     if plots:
-        plot_all(df, training_logs(eval_jsons), out_dir / "plots", grid)
+        plot_all(df, logs, out_dir / "plots", grid)
     return df

@@ -128,7 +128,8 @@ class TrainArguments:
     device: str = opt("auto", help="auto (CUDA when present), cpu or cuda")
     precision: str = opt(
         "auto",
-        help="auto (bf16 on a GPU that supports it, else fp32), bf16 or fp32",
+        help="auto (bf16 where the device runs it natively: a GPU that supports it, a CPU with "
+        "AVX512-BF16 or AMX; else fp32), bf16 (mixed precision: float32 weights, bfloat16 matmuls) or fp32",
         choices=("auto", "bf16", "fp32"),
     )
     gradient_checkpointing: bool = opt(False, help="recompute activations in backward to save memory")

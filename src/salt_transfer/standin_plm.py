@@ -28,10 +28,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from .corpora import read_lines
 from .errors import InputError
+from .progress import track
 from .provenance import Meta, atomic_dir, check_output
 from .settings import StandinOptions
 
@@ -230,7 +230,7 @@ def train_standin_plm(
     )
     losses = []
     model.train()
-    steps = tqdm(range(opts.steps), desc=f"train {arch} stand-in", disable=not progress, mininterval=2)
+    steps = track(range(opts.steps), f"train {arch} stand-in", bar=progress, unit="step")
     for _ in steps:
         batch_rows = blocks[torch.randint(n_blocks, (opts.batch_size,), generator=g)]
         if arch == "encoder":
@@ -246,7 +246,6 @@ def train_standin_plm(
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-        steps.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     record = {
         "arch": arch,
         "model_class": type(model).__name__,

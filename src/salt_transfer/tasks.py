@@ -4,7 +4,7 @@ Usage:
     salt-transfer build-tasks --parallel data/corpora/es/parallel.test.tsv --lang es --items 40 \
         --out-dir results/tasks/es
 
-No XNLI/HellaSwag/MLQA data installs offline (offline-assets.md §6), so the demo builds its own
+No XNLI/HellaSwag/MLQA data installs offline (docs/offline-assets.md), so the demo builds its own
 multiple-choice tasks from the test split, which no model ever trains on:
 
   salt_continuation_{lang}   HellaSwag-like: the first half of a target-language verse; pick its real
@@ -55,7 +55,7 @@ metadata:
 
 
 def _pick(items: list, n: int, rng: random.Random) -> list:
-    return rng.sample(items, min(n, len(items)))
+    return rng.sample(items, n)
 
 
 def _choices(gold: str, pool: list[str], rng: random.Random) -> tuple[list[str], int]:
@@ -83,18 +83,24 @@ def build_tasks(
         for _, t, e in read_parallel(parallel)
         if len(t.split()) <= max_words and len(e.split()) <= max_words
     ]
-    if len(pairs) < 8:
-        raise InputError(
-            f"parallel text {parallel}: only {len(pairs)} pairs of at most {max_words} words; need 8"
-        )
-    rng = random.Random(seed)
-    docs: dict[str, list[dict]] = {}
-
+    # Continuation items split a verse in two halves of at least 3 words each.
     halves = [
         (" ".join(w[: len(w) // 2]), " ".join(w[len(w) // 2 :]))
         for w in (t.split() for t, _ in pairs)
         if len(w) >= 6
     ]
+    # Every task gets exactly `items` items, each with 3 distractors drawn from the other verses.
+    needed = max(4, items)
+    for what, have in (("pairs", len(pairs)), ("verses of 6 or more words", len(halves))):
+        if have < needed:
+            raise InputError(
+                f"parallel text {parallel}: only {have} {what} of at most {max_words} words, "
+                f"{needed} needed for {items} items per task: lower evaluate.demo_tasks or raise "
+                "evaluate.demo_task_max_words"
+            )
+    rng = random.Random(seed)
+    docs: dict[str, list[dict]] = {}
+
     endings = [b for _, b in halves]
     docs["continuation"] = []
     for head, tail in _pick(halves, items, rng):

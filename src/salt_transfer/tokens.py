@@ -5,7 +5,7 @@ Usage:
         --out results/overlap/smollm2/plm-es/overlap.parquet --stats results/overlap/smollm2/plm-es/stats.json
 
 SALT copies the source-LLM row of every token the two vocabularies share (paper §3, Step 2); how
-"shared" is decided is in the paper's Appendix A, which we have not seen (`paper-notes.md` §1.2).
+"shared" is decided is in the paper's Appendix A, which we have not seen (docs/paper.md, section 1).
 We follow FOCUS (`deepfocus.vocab_helper`) in spirit but compare *bytes*, not decoded strings:
 
 * every token becomes a `TokenForm`: the raw bytes it stands for, minus the word-start marker, plus a
@@ -449,6 +449,63 @@ def write_overlap(
         write_json_atomic(stats_path, overlap.stats)
 
 
+_TOKENIZER_FILE_NAMES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
+
+def tokenizer_fingerprint(spec: str | Path) -> str | None:
+    """sha256 over a tokenizer's own files (a directory's tokenizer files, or one tokenizer file):
+    what `fit` and `fasttext` compare to refuse an overlap or a fastText model made for another
+    tokenizer. None for hub ids and GGUF-only directories (nothing cheap to hash)."""
+    import hashlib
+
+    path = Path(str(spec))
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = [path / n for n in _TOKENIZER_FILE_NAMES if (path / n).is_file()]
+    else:
+        return None
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def check_made_for(artifact: str | Path, role: str, given: str | Path, what: str) -> None:
+    """Refuse `artifact` when its sidecar records a tokenizer fingerprint (params `<role>_fingerprint`)
+    other than that of the tokenizer `given` now: it was made for another tokenizer (the same vocabulary
+    size would otherwise let its ids be used silently under the wrong tokens)."""
+    from .provenance import meta_path
+
+    side = meta_path(artifact)
+    if not side.is_file():
+        LOG.warning("%s has no sidecar: cannot check that it was made for %s", artifact, given)
+        return
+    try:
+        recorded = json.loads(side.read_text(encoding="utf-8")).get("params", {}).get(f"{role}_fingerprint")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return
+    now = tokenizer_fingerprint(given)
+    if recorded and now and recorded != now:
+        raise InputError(
+            f"{what} {artifact} was made for another {role.replace('_', ' ')} than {given} "
+            "(its sidecar records different tokenizer files); recompute it for these inputs"
+        )
+
+
 def overlap_files(
     target_tokenizer: str | Path,
     source_tokenizer: str | Path,
@@ -466,7 +523,12 @@ def overlap_files(
     meta = Meta(
         "overlap",
         inputs={"target_tokenizer": target_tokenizer, "source_tokenizer": source_tokenizer},
-        params={"fuzzy": fuzzy},
+        params={
+            "fuzzy": fuzzy,
+            "stats": str(stats),
+            "target_tokenizer_fingerprint": tokenizer_fingerprint(target_tokenizer),
+            "source_tokenizer_fingerprint": tokenizer_fingerprint(source_tokenizer),
+        },
         config_hash=config_hash,
     )
     write_overlap(result, out, stats, meta)

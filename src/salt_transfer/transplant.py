@@ -29,7 +29,7 @@ from safetensors import safe_open
 from torch import nn
 
 from .errors import InputError
-from .provenance import Meta, atomic_dir, check_output, sha256_file
+from .provenance import Meta, atomic_dir, check_output, sha256_file, sha256_tree
 from .tokens import backend_json, load_tokenizer, special_roles, vocab_size
 
 LOG = logging.getLogger(__name__)
@@ -110,6 +110,27 @@ def _read_fitted(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     return inp, out, header
 
 
+def _check_fitted_for(embeddings: Path, source_sha: str, tokenizer_sha: str) -> None:
+    """Refuse rows fitted from another source model or for another target tokenizer than the ones
+    given (their sidecar records what they were made from)."""
+    from .provenance import meta_path
+
+    side = meta_path(embeddings)
+    if not side.is_file():
+        LOG.warning("embeddings %s have no sidecar: cannot check what they were fitted from", embeddings)
+        return
+    inputs = json.loads(side.read_text(encoding="utf-8")).get("inputs") or {}
+    recorded_source = (inputs.get("source_model") or {}).get("sha256")
+    if recorded_source and recorded_source != source_sha:
+        raise InputError(f"embeddings {embeddings} were fitted from another source model than --source-model")
+    recorded_tok = [(inputs.get(role) or {}).get("sha256") for role in ("target_tokenizer", "plm")]
+    recorded_tok = [r for r in recorded_tok if r]
+    if recorded_tok and tokenizer_sha not in recorded_tok:
+        raise InputError(
+            f"embeddings {embeddings} were fitted for another target tokenizer than --target-tokenizer"
+        )
+
+
 def _set_vocab_size(config, n: int) -> None:
     config.vocab_size = n
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -124,8 +145,14 @@ def transplant(
     out_dir: str | Path,
     save_dtype: str = "auto",
     config_hash: str | None = None,
+    card: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """Write an HF causal-LM directory (+ sidecar): source model + target tokenizer + fitted rows."""
+    """Write an HF causal-LM directory (+ sidecar): source model + target tokenizer + fitted rows,
+    with a model card (`card`: base_model, language, license for its header).
+
+    The directory's files depend only on the content of the inputs (transplant.json and README.md
+    record hashes, not paths; the sidecar beside the directory has the paths), so the same inputs
+    give the same bytes however they were produced."""
     from transformers import AutoModelForCausalLM
 
     from .weights import require_model_dir
@@ -189,11 +216,16 @@ def transplant(
         for key, value in ids.items():
             setattr(model.generation_config, key, value)
 
+    hashes = {
+        "source model": sha256_tree(source_model),
+        "target tokenizer (PLM directory)": sha256_tree(target_tokenizer),
+        "fitted embeddings": sha256_file(embeddings),
+    }
+    _check_fitted_for(embeddings, hashes["source model"], hashes["target tokenizer (PLM directory)"])
     record = {
-        "source_model": str(source_model),
-        "target_tokenizer": str(target_tokenizer),
-        "embeddings": str(embeddings),
-        "embeddings_sha256": sha256_file(embeddings),
+        "source_model_sha256": hashes["source model"],
+        "target_tokenizer_sha256": hashes["target tokenizer (PLM directory)"],
+        "embeddings_sha256": hashes["fitted embeddings"],
         "method": header.get("method"),
         "vocab_size": n,
         "hidden_size": hidden,
@@ -210,8 +242,39 @@ def transplant(
         params={k: record[k] for k in ("vocab_size", "tied_head", "adds_bos")},
         config_hash=config_hash,
     )
+    text = _card(record, embeddings, hashes, card or {})
     with atomic_dir(out_dir, meta) as tmp:
         model.save_pretrained(tmp)
         roles_tok.save_pretrained(tmp)
-        (tmp / "transplant.json").write_text(json.dumps(record, indent=2) + "\n")
-    return record
+        (tmp / "transplant.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        (tmp / "README.md").write_text(text, encoding="utf-8")
+    return {
+        **record,
+        "source_model": str(source_model),
+        "target_tokenizer": str(target_tokenizer),
+        "embeddings": str(embeddings),
+    }
+
+
+def _card(
+    record: dict[str, Any], embeddings: Path, hashes: dict[str, str], card: dict[str, str | None]
+) -> str:
+    """The model card of a transferred model, from the fit report and overlap stats its sidecars name."""
+    from .modelcard import _read_json, model_card, transfer_sections
+    from .provenance import meta_path
+
+    fit_meta = _read_json(meta_path(embeddings))
+    fit_report = _read_json(Path(fit_meta.get("params", {}).get("report", "")) if fit_meta else None)
+    overlap = (fit_meta.get("inputs") or {}).get("overlap") or {}
+    overlap_meta = _read_json(meta_path(overlap["path"])) if overlap.get("path") else {}
+    stats = _read_json(Path(overlap_meta.get("params", {}).get("stats", "")) if overlap_meta else None)
+    method = record.get("method") or "unknown"
+    name = fit_report.get("name") or method
+    return model_card(
+        title=f"{card.get('base_model') or 'source LLM'} with a transferred vocabulary ({name}, before training)",
+        base_model=card.get("base_model"),
+        language=card.get("language"),
+        license=card.get("license"),
+        method=method,
+        sections=transfer_sections(record, fit_report, stats, hashes),
+    )

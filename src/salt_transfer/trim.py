@@ -223,6 +223,7 @@ def trim_plm(
     index = torch.tensor(keep_ids, dtype=torch.long)
     if int(index.max()) >= emb.weight.shape[0]:
         raise InputError(f"PLM {model_dir}: tokenizer id {int(index.max())} has no embedding row")
+    old_rows = emb.weight.shape[0]
     with torch.no_grad():
         emb.weight = torch.nn.Parameter(emb.weight[index].clone())
         emb.num_embeddings = len(keep_ids)
@@ -233,10 +234,32 @@ def trim_plm(
                 head.weight = emb.weight
             else:
                 head.weight = torch.nn.Parameter(head.weight[index].clone())
-                if getattr(head, "bias", None) is not None:
-                    head.bias = torch.nn.Parameter(head.bias[index].clone())
             if hasattr(head, "out_features"):
                 head.out_features = len(keep_ids)
+        # Other per-token vectors (an MLM head's output bias, T5's final_logits_bias): rows follow ids.
+        seen = {id(emb.weight)} | ({id(head.weight)} if head is not None else set())
+        for module in model.modules():
+            for pname, param in list(module.named_parameters(recurse=False)):
+                if id(param) not in seen and param.dim() >= 1 and param.shape[0] == old_rows:
+                    setattr(module, pname, torch.nn.Parameter(param[index].clone()))
+                    seen.add(id(param))
+            for bname, buf in list(module.named_buffers(recurse=False)):
+                if (
+                    buf is not None
+                    and buf.dim() >= 1
+                    and buf.shape[0] == old_rows
+                    and bname != "position_ids"
+                ):
+                    module.register_buffer(bname, buf[index].clone())
+        if head is not None and getattr(head, "bias", None) is not None and head.bias.shape[0] == old_rows:
+            head.bias = torch.nn.Parameter(head.bias[index].clone())
+        for module in model.modules():  # MLM heads keep their bias twice (decoder.bias is predictions.bias)
+            if (
+                hasattr(module, "decoder")
+                and hasattr(module, "bias")
+                and isinstance(module.bias, torch.nn.Parameter)
+            ) and getattr(module.decoder, "bias", None) is not None:
+                module.decoder.bias = module.bias
     for cfg in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
         cfg.vocab_size = len(keep_ids)
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):

@@ -37,6 +37,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run natively on `device`: a GPU that supports them, or a CPU with
+    AVX512-BF16 or AMX (elsewhere PyTorch emulates them, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    checks = [
+        getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    return any(check() for check in checks if check is not None)
+
+
 def require_model_dir(model_dir: str | Path, label: str = "model") -> Path:
     """`model_dir` as a Path, checked: a saved model (config.json that is JSON) whose safetensors
     files are complete. An input error naming it otherwise."""
@@ -282,17 +293,57 @@ def _shape_in_file(path: Path, key: str) -> tuple[int, ...]:
     return tuple(safetensors_header(path)[1][key]["shape"])
 
 
+# Checkpoint key endings of input embeddings in the common architectures (Llama/Gemma/Mistral/Qwen/
+# XGLM `embed_tokens`, BERT `word_embeddings`, GPT-2 `wte`).
+_INPUT_KEYS = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight")
+
+
+def _layout_from_checkpoint(model_dir: Path, causal_lm: bool) -> EmbeddingLayout | None:
+    """The layout read from config.json and the safetensors headers alone (no transformers import,
+    which costs a short command seconds), when they leave no doubt: exactly one input-embedding key,
+    and for a causal LM a known tie flag or an LM head that is absent (so tied) or present and untied.
+    None otherwise: `embedding_layout` then asks transformers."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    keys = _checkpoint_keys(model_dir)
+    inputs = [k for k in keys if k.endswith(_INPUT_KEYS)]
+    if len(inputs) != 1:
+        return None
+    input_key = inputs[0]
+    output_key, tied = None, False
+    if causal_lm:
+        heads = [k for k in keys if k.endswith("lm_head.weight")]
+        tie = text.get("tie_word_embeddings", config.get("tie_word_embeddings"))
+        if len(heads) > 1 or (heads and tie is None) or (not heads and tie is False):
+            return None
+        tied = not heads or bool(tie)
+        output_key = None if tied else heads[0]
+    matrix = lambda key, label: RowMatrix(keys[key], key, label=f"{label} ({key} in {model_dir})")  # noqa: E731
+    return EmbeddingLayout(
+        input=matrix(input_key, "input embedding"),
+        output=matrix(output_key, "LM head") if output_key else None,
+        tied=tied,
+        input_name=input_key,
+        output_name=output_key,
+    )
+
+
 def embedding_layout(model_dir: str | Path, causal_lm: bool) -> EmbeddingLayout:
     """Locate the input embedding (and the LM head if untied) of a saved model without loading it.
 
-    The model is instantiated on the meta device to learn parameter names; the matching tensors are
-    then read from the safetensors files. A checkpoint without safetensors is loaded whole instead.
+    From the checkpoint's own key names when they are unambiguous; otherwise the model is
+    instantiated on the meta device to learn parameter names, and the matching tensors are then read
+    from the safetensors files. A checkpoint without safetensors is loaded whole instead.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise InputError(f"model {model_dir}: no config.json (fetch it with `salt-transfer fetch-model`)")
+    if any(model_dir.glob("*.safetensors")):
+        fast = _layout_from_checkpoint(model_dir, causal_lm)
+        if fast is not None:
+            return fast
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     config = AutoConfig.from_pretrained(model_dir)
     cls = AutoModelForCausalLM if causal_lm else model_class_for(config)
     try:

@@ -182,7 +182,7 @@ def test_fit_transplant_evaluate_through_sbatch_equal_a_local_run(workdirs):
     assert len(jobs) == len(ids) == 3 * len(METHODS), jobs
     assert {job[1] for job in jobs} == {"COMPLETED"}, jobs
     assert sorted(rule_of(job[2]) for job in jobs) == sorted(
-        rule for rule in ("fit", "transplant", "evaluate") for _ in METHODS
+        rule for rule in ("fit", "transplant", "evaluate_init") for _ in METHODS
     )
     # The profile's GPU requests reached Slurm (the hardware-less GPUs of slurm-local.sh).
     allocated = {rule_of(job[2]): job[3] for job in jobs}

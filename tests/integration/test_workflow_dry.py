@@ -69,6 +69,19 @@ def write_config(path: Path, **changes) -> Path:
         ({"methods": {"ofa": {"rnk": 5}}}, "methods.ofa: unknown rnk"),
         ({"methods": {"procrustes": {"kind": "banana"}}}, "choose one of ols, orthogonal"),
         ({"methods": {"capped": {"method": "salt", "norm_cap": "high"}}}, "expected float"),
+        (
+            {
+                "plms": {
+                    "x": {
+                        "language": "es",
+                        "architecture": "encoder",
+                        "source": "standin",
+                        "methods": ["fokus"],
+                    }
+                }
+            },
+            "plms.x.methods: ['fokus'] are not cells of `methods`",
+        ),
     ],
 )
 def test_invalid_configs_fail_with_a_short_message(tmp_path, change, message):

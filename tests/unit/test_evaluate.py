@@ -70,3 +70,54 @@ def test_evaluate_model_writes_one_json_per_task(source_tied, tmp_path):
         evaluate_model(source_tied, ["align=alignment"], tmp_path / "out")
     with pytest.raises(InputError, match="no such file"):
         evaluate_model(source_tied, [f"a=bpb:{tmp_path / 'none.txt'}"], tmp_path / "out")
+
+
+def test_bf16_reaches_the_harness_forward_passes(source_tied, tmp_path, monkeypatch):
+    """--precision bf16 must run lm-eval's forward passes in bfloat16 too: the harness opens its own
+    autocast context around each model call, which silently turns an outer one off."""
+    from conftest import DATA
+    from salt_transfer import evaluate as evaluate_module
+    from salt_transfer.corpora import fetch_parallel
+    from salt_transfer.tasks import build_tasks
+
+    parallel = tmp_path / "parallel.test.tsv"
+    fetch_parallel(
+        f"file:{DATA / 'bible.es.txt'}",
+        f"file:{DATA / 'bible.en.txt'}",
+        {"by": "hash", "valid": 0.1, "test": 0.2},
+        parallel,
+    )
+    build_tasks(parallel, "es", tmp_path / "tasks", items=4, max_words=11)
+    seen: list[torch.dtype] = []
+    original = torch.nn.Linear.forward
+
+    def record(self, x):
+        out = original(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", record)
+    monkeypatch.setattr(evaluate_module, "native_bf16", lambda device: True)
+    task = ["x=lm-eval:salt_xling_en2es"]
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        seen.clear()
+        records = evaluate_model(
+            source_tied,
+            task,
+            tmp_path / precision,
+            include_paths=[tmp_path / "tasks"],
+            precision=precision,
+            progress=False,
+        )
+        assert records["x"]["precision"] == precision
+        assert seen and set(seen) == {dtype}
+    # auto follows the device; an explicit bf16 where it is not native is refused, not emulated.
+    monkeypatch.setattr(evaluate_module, "native_bf16", lambda device: False)
+    records = evaluate_model(
+        source_tied, task, tmp_path / "auto", include_paths=[tmp_path / "tasks"], progress=False
+    )
+    assert records["x"]["precision"] == "fp32"
+    with pytest.raises(InputError, match="no native bfloat16"):
+        evaluate_model(
+            source_tied, task, tmp_path / "no", include_paths=[tmp_path / "tasks"], precision="bf16"
+        )

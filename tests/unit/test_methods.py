@@ -62,7 +62,7 @@ def run(name, problem, **options):
 
 
 def test_registry_has_the_issue_methods():
-    assert set(REGISTRY) == {"salt", "focus", "ofa", "multivariate", "random", "mean", "procrustes"}
+    assert set(REGISTRY) == {"salt", "focus", "ofa", "multivariate", "random", "mean", "procrustes", "omp"}
     for spec in REGISTRY.values():
         assert spec.reference and len(spec.doc) > 200  # cites its paper, states departures
     with pytest.raises(InputError, match="unknown method"):
@@ -202,6 +202,13 @@ def test_same_seed_same_rows_other_seed_other_random_rows(name):
     a = run(name, make_problem(seed=11)[0]).input
     b = run(name, make_problem(seed=11)[0]).input
     assert torch.equal(a, b)
+    # The other half: another seed of the random draws (same problem) changes exactly the rows a
+    # method draws at random, and no other.
+    problem = make_problem(seed=11)[0]
+    problem.seed = 12
+    result = run(name, problem)
+    drawn = result.info["n_random"] > 0 or name == "multivariate"
+    assert torch.equal(result.input, a) != drawn
 
 
 def test_centred_salt_keeps_the_shared_component():

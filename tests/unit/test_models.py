@@ -96,3 +96,30 @@ def test_gguf_model_is_saved_as_safetensors_and_reloads(tmp_path):
     with torch.no_grad():
         logits = model(**ids).logits[0, -1]
     assert tok.decode(int(logits.argmax())).strip() == "Paris"
+
+
+@pytest.mark.parametrize("kind", ["tied", "untied", "bert", "gpt2", "t5"])
+def test_layout_from_the_checkpoint_agrees_with_transformers(
+    kind, toks, source_tied, source_untied, tmp_path
+):
+    """The fast path (config.json and safetensors headers, no transformers import) finds the same
+    matrices as instantiating the model on the meta device, or declines (T5: two embed_tokens)."""
+    from salt_transfer.weights import _layout_from_checkpoint
+
+    if kind in ("tied", "untied"):
+        model, causal = (source_tied if kind == "tied" else source_untied), True
+    else:
+        key = {"bert": "wordpiece", "gpt2": "bpe", "t5": "unigram"}[kind]
+        model, causal = tiny_plm(toks[key], tmp_path / kind, kind), False
+    fast = _layout_from_checkpoint(model, causal)
+    if kind == "t5":
+        assert fast is None
+        return
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    cls = AutoModelForCausalLM if causal else AutoModel
+    reference = cls.from_pretrained(model)
+    torch.testing.assert_close(fast.input.full(), reference.get_input_embeddings().weight.detach())
+    assert fast.tied == (kind == "tied")
+    if kind == "untied":
+        torch.testing.assert_close(fast.output.full(), reference.get_output_embeddings().weight.detach())

@@ -113,7 +113,18 @@ def test_bad_arguments(llm, es_corpus, tmp_path):
         args_for(tmp_path, llm, es_corpus, "bad", max_steps=0)
     with pytest.raises(InputError, match="no config.json"):
         train(args_for(tmp_path, tmp_path / "nowhere", es_corpus, "bad"), progress=False)
-    with pytest.raises(InputError, match="bf16 needs a GPU"):
-        if torch.cuda.is_available():
-            pytest.skip("has a GPU")
-        train(args_for(tmp_path, llm, es_corpus, "bad", precision="bf16"), progress=False)
+
+
+def test_bf16_only_where_native(llm, es_corpus, tmp_path, monkeypatch):
+    """bf16 (mixed precision) where the device runs bfloat16 natively; refused, not emulated, elsewhere;
+    `auto` falls back to fp32 there."""
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: False)
+    with pytest.raises(InputError, match="no native bfloat16"):
+        train(args_for(tmp_path, llm, es_corpus, "bad", precision="bf16", device="cpu"), progress=False)
+    metrics = train(args_for(tmp_path, llm, es_corpus, "auto", max_steps=2, device="cpu"), progress=False)
+    assert metrics["precision"] == "fp32"
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: True)
+    metrics = train(args_for(tmp_path, llm, es_corpus, "bf16", max_steps=4, device="cpu"), progress=False)
+    assert metrics["precision"] == "bf16"
+    saved = load_file(str(tmp_path / "bf16" / "model" / "model.safetensors"))
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in saved.values())

@@ -157,3 +157,84 @@ def test_global_gram_and_per_token_paths_agree():
     per_token, s2 = min_norm_coefficients(support, plm_new, plm_shared, gram_bytes=0)
     assert s1.global_gram and not s2.global_gram
     torch.testing.assert_close(via_gram.values, per_token.values, rtol=1e-9, atol=1e-12)
+
+
+def test_the_registered_method_computes_eq_3_exactly():
+    """The `salt` method as `fit` runs it (TransferProblem -> registry), not the pieces: its rows of
+    new tokens equal the per-token pinv reference, rare tokens excepted."""
+    from test_methods import make_problem
+
+    from salt_transfer.methods import get_method
+
+    problem, source, rare_ids = make_problem(n_target=160, n_shared=90, hs=20, ht=10, seed=5)
+    spec = get_method("salt")
+    result = spec.fit(problem, spec.options())
+    scored, _, cand = problem.aux_split()
+    shared = problem.shared_target[cand]
+    want, sizes = reference_rows(
+        problem.aux.vectors[scored],
+        problem.aux.vectors[shared],
+        problem.plm[scored],
+        problem.plm[shared],
+        problem.source_in.shared[cand],
+    )
+    assert int(sizes.max()) > 10  # supports wider than ht: the pinv branch is exercised
+    assert relative_error(result.input[scored], want) <= 1e-4
+    assert result.info["n_fitted"] == len(scored) and result.info["conditioning"]["sampled_tokens"] > 0
+
+
+def test_salt_rows_follows_the_input_dtype():
+    torch.manual_seed(3)
+    args = [
+        torch.randn(10, 5),
+        torch.randn(40, 5),
+        torch.randn(10, 8),
+        torch.randn(40, 8),
+        torch.randn(40, 6),
+    ]
+    assert salt_rows(*args).dtype == torch.float32
+    assert salt_rows(*[a.double() for a in args]).dtype == torch.float64
+
+
+def _one_support(k, ht, seed):
+    g = torch.Generator().manual_seed(seed)
+    plm_shared = torch.randn(k, ht, generator=g, dtype=torch.float64)
+    support = SparseRows(torch.tensor([0, k]), torch.arange(k), torch.ones(k), n_cols=k)
+    return support, plm_shared, torch.randn(1, ht, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("k,ht", [(6, 10), (14, 10)])
+def test_ridge_option_solves_the_regularized_system(k, ht):
+    """Not the paper: c (A A^T + lambda I) = e A^T with lambda = ridge x mean squared row norm."""
+    support, a, e = _one_support(k, ht, seed=k)
+    coeffs, _ = min_norm_coefficients(support, e, a, rtol_dtype=torch.float64, ridge=0.5)
+    lam = 0.5 * float((a * a).sum()) / k
+    want = (e @ a.T) @ torch.linalg.inv(a @ a.T + lam * torch.eye(k, dtype=torch.float64))
+    torch.testing.assert_close(coeffs.values, want.squeeze(0), rtol=1e-9, atol=1e-12)
+
+
+def test_pinv_rtol_option_drops_small_singular_values_as_pinv_does():
+    support, a, e = _one_support(8, 10, seed=1)
+    a[-1] = a[0] + 1e-3 * a[-1]  # nearly collinear with row 0: a small singular value (not an exact zero)
+    coeffs, stats = min_norm_coefficients(support, e, a, rtol_dtype=torch.float64, pinv_rtol=1e-2)
+    want = e @ torch.linalg.pinv(a, rtol=1e-2)
+    torch.testing.assert_close(coeffs.values, want.squeeze(0), rtol=1e-9, atol=1e-12)
+    exact, _ = min_norm_coefficients(support, e, a, rtol_dtype=torch.float64)
+    assert not torch.allclose(exact.values, coeffs.values)  # the default (eq. 3) keeps that direction
+
+
+def test_norm_cap_bounds_every_new_row_and_leaves_the_rest():
+    from test_methods import make_problem, run
+
+    problem, source, _ = make_problem(n_target=160, n_shared=90, hs=20, ht=10, seed=7)
+    plain = run("salt", problem)
+    capped = run("salt", problem, norm_cap=0.5, norm_cap_quantile=0.9)
+    shared_norms = source[problem.shared_source].double().norm(dim=1)
+    cap = 0.5 * float(torch.quantile(shared_norms, 0.9))
+    new_norms = capped.input[problem.new_ids].double().norm(dim=1)
+    assert float(new_norms.max()) <= cap * (1 + 1e-6)
+    report = capped.info["norm_cap"]["input"]
+    assert report["rows_capped"] > 0 and report["cap"] == pytest.approx(cap)
+    torch.testing.assert_close(capped.input[problem.shared_target], plain.input[problem.shared_target])
+    kept = plain.input[problem.new_ids].double().norm(dim=1) <= cap
+    torch.testing.assert_close(capped.input[problem.new_ids][kept], plain.input[problem.new_ids][kept])

@@ -50,5 +50,8 @@ def test_tasks_have_gold_answers_from_the_parallel_text(parallel, tmp_path):
 
 
 def test_too_little_text_is_an_error(parallel, tmp_path):
-    with pytest.raises(InputError, match="need 8"):
+    with pytest.raises(InputError, match="40 needed for 40 items.*demo_task_max_words"):
         build_tasks(parallel, "es", tmp_path, max_words=2)
+    # Enough pairs but too few long verses for the continuation task: refused, not silently short.
+    with pytest.raises(InputError, match="verses of 6 or more words"):
+        build_tasks(parallel, "es", tmp_path, items=9, max_words=10)

@@ -34,6 +34,7 @@ COMMANDS = (
     "fetch_corpus",
     "fetch_parallel",
     "fetch_fasttext",
+    "fetch_mlqa",
     "build_lexicon",
     "build_tasks",
     "standin_plm",
@@ -42,6 +43,7 @@ COMMANDS = (
     "fasttext",
     "fit",
     "transplant",
+    "transfer",
     "pretrain",
     "evaluate",
     "source_states",
@@ -55,11 +57,12 @@ DESCRIPTION = textwrap.dedent("""\
     Cross-lingual vocabulary transfer of LLMs: SALT (Lee et al., Findings ACL 2025) and its baselines.
 
     Commands in the order the workflow runs them:
-      fetch-model, fetch-corpus, fetch-parallel, fetch-fasttext, build-lexicon, build-tasks
-                                 inputs: models, corpora, parallel text, fastText, lexicons, tasks
+      fetch-model, fetch-corpus, fetch-parallel, fetch-fasttext, fetch-mlqa, build-lexicon,
+      build-tasks                inputs: models, corpora, parallel text, fastText, MLQA, lexicons, tasks
       standin-plm, trim-plm      offline stand-in PLMs; multilingual PLMs trimmed to the target language
       overlap, fasttext          shared tokens; token-level fastText (the auxiliary vectors)
       fit, transplant            fit target-vocabulary embeddings; build the transferred model
+      transfer                   overlap, fastText, fit and transplant in one command (one model)
       pretrain                   continual pretraining (resumable)
       evaluate                   bits per byte; lm-evaluation-harness tasks; alignment analyses
       source-states, analyze     word/sentence retrieval and CKA per layer (Conneau, Wu et al.)

@@ -90,3 +90,17 @@ def configure(args) -> None:
             torch.set_num_threads(args.threads)
         else:  # torch reads these when it is imported (later, by the command that needs it)
             os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+
+
+def add_card_arguments(parser) -> None:
+    """Model-card header values (README.md in a written model directory)."""
+    card = parser.add_argument_group("model card (README.md in the model directory)")
+    card.add_argument(
+        "--base-model", help="hub id of the source LLM, e.g. HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
+    card.add_argument("--language", help="the target language (ISO code)")
+    card.add_argument("--license", help="the source LLM's license, e.g. Apache-2.0")
+
+
+def card_args(args) -> dict:
+    return {"base_model": args.base_model, "language": args.language, "license": args.license}

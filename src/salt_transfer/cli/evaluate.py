@@ -49,6 +49,14 @@ def add_arguments(p) -> None:
         "--num-fewshot", type=int, help="few-shot examples for lm-eval tasks (default: the task's)"
     )
     p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (default: %(default)s)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="bf16: forward passes under bfloat16 autocast (log-probabilities summed in float32), about "
+        "1.5-2x faster where bfloat16 is native; auto: bf16 on a GPU that supports it or a CPU with "
+        "AVX512-BF16/AMX, else fp32. Recorded in every JSON (default: %(default)s)",
+    )
     add_seed(p, "lm-eval's random draws and the lexicon's train/test split")
     group = p.add_argument_group("alignment task (Conneau, Wu et al. 2020)")
     group.add_argument("--source-model", help="the source LLM the model was transferred from")
@@ -90,6 +98,7 @@ def run(args) -> None:
         seed=args.seed,
         alignment=alignment,
         labels=dict(args.label),
+        precision=args.precision,
     )
     for name, rec in records.items():
         LOG.info("%s: %s", name, {k: round(v, 4) for k, v in rec["metrics"].items()})

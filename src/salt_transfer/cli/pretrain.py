@@ -2,7 +2,7 @@
 
 from ..options import add_arguments as add_option_flags
 from ..settings import TrainArguments
-from .common import progress
+from .common import add_card_arguments, card_args, progress
 
 NAME = "pretrain"
 ALIASES = ["train"]
@@ -25,6 +25,7 @@ def add_arguments(p) -> None:
         "(default: %(default)s)",
     )
     add_option_flags(p, TrainArguments)
+    add_card_arguments(p)
 
 
 def _passthrough(args) -> list[str]:
@@ -33,6 +34,8 @@ def _passthrough(args) -> list[str]:
     argv += ["-q"] if args.quiet else ["-v"] if args.verbose else []
     argv += ["--threads", str(args.threads)] if args.threads else []
     argv += ["--config-hash", args.config_hash] if args.config_hash else []
+    for key, value in card_args(args).items():
+        argv += [f"--{key.replace('_', '-')}", value] if value else []
     return argv
 
 
@@ -51,7 +54,7 @@ def run(args) -> int:
         if status is not None:
             return status
     try:
-        metrics = train(values, progress=progress(args), config_hash=args.config_hash)
+        metrics = train(values, progress=progress(args), config_hash=args.config_hash, card=card_args(args))
     except Preempted as exc:
         print(f"salt-transfer pretrain: pre-empted: {exc}", file=sys.stderr)
         return PREEMPTED_EXIT

@@ -1,5 +1,7 @@
 """salt-transfer transplant: source LLM + target tokenizer + fitted rows -> an HF causal-LM directory."""
 
+from .common import add_card_arguments, card_args
+
 NAME = "transplant"
 HELP = "source LLM + target tokenizer + fitted rows -> HF causal-LM directory"
 
@@ -17,6 +19,7 @@ def add_arguments(p) -> None:
         help="dtype of the saved model; auto keeps the source model's (default: %(default)s)",
     )
     p.add_argument("--out", required=True, help="output model directory (replaced atomically)")
+    add_card_arguments(p)
 
 
 def run(args) -> None:
@@ -30,5 +33,6 @@ def run(args) -> None:
         args.out,
         save_dtype=args.save_dtype,
         config_hash=args.config_hash,
+        card=card_args(args),
     )
     LOG.info("transplanted %s rows (vocab %d) -> %s", record["method"], record["vocab_size"], args.out)

@@ -8,7 +8,7 @@ Each module's docstring cites its paper and says where the implementation depart
 """
 
 from ..errors import InputError
-from . import focus, mean, multivariate, ofa, procrustes, random_init, salt  # noqa: F401  (registers)
+from . import focus, mean, multivariate, ofa, omp, procrustes, random_init, salt  # noqa: F401  (registers)
 from .base import REGISTRY, MethodResult, MethodSpec, SourceRows, TransferProblem
 
 __all__ = ["REGISTRY", "MethodResult", "MethodSpec", "SourceRows", "TransferProblem", "get_method"]

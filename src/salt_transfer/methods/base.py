@@ -288,7 +288,7 @@ def register(name: str):
 
 
 def support_info(support: SparseRows) -> dict[str, Any]:
-    """Distribution of support sizes k, for fit.json (paper-notes §1.4 suggests logging it)."""
+    """Distribution of support sizes k, for fit.json (the paper gives none; worth logging)."""
     sizes = support.sizes()
     if len(sizes) == 0:
         return {"k": None}

@@ -30,7 +30,7 @@ def focus_rows(
     dtype: torch.dtype = torch.float32,
     k_init: int = 128,
 ) -> torch.Tensor:
-    """FOCUS rows [N, hs] (DESIGN.md contract): sparsemax(cos(aux_new, aux_shared)) @ llm_shared."""
+    """FOCUS rows [N, hs] (docs/design.md, the core math): sparsemax(cos(aux_new, aux_shared)) @ llm_shared."""
     device = llm_shared.device
     weights = sparsemax_support(aux_new.to(device), aux_shared.to(device), k_init=k_init)
     return weights.matmul(llm_shared, dtype=dtype)
@@ -46,7 +46,8 @@ def fit(problem: TransferProblem, opts: FocusOptions) -> MethodResult:
         aux[problem.shared_target[cand]].to(dev),
         k_init=opts.k_init,
         chunk_bytes=opts.chunk_mb * 1024**2 or DEFAULT_CHUNK_BYTES,
-        progress="similarities + sparsemax" if problem.progress else None,
+        progress="similarities + sparsemax",
+        bar=problem.progress,
     )
     rows_in = LinearRows(weights, problem.source_in.shared[cand].to(dev))
     rows_out = None

@@ -5,7 +5,7 @@ nlp.stanford.edu/~johnhew/vocab-expansion.html). His reference code samples from
 MultivariateNormal(mu, covariance_matrix=1e-5 * sigma) with sigma the biased (1/n) covariance of the
 existing rows; the small scale keeps new rows near the mean so their logits do not dominate the
 softmax. `cov_scale` defaults to that 1e-5. The SALT paper's "Multivariate" baseline gives no scale
-(paper-notes §2.6): this default is Hewitt's, not a number from the SALT paper.
+(docs/paper.md, section 2): this default is Hewitt's, not a number from the SALT paper.
 
 Shared tokens copy their source row (`copy_shared`, default on, as for the other baselines); every
 other target token is sampled. Sampling uses a seeded CPU generator, so output does not depend on

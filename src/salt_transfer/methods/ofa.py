@@ -50,7 +50,8 @@ def fit(problem: TransferProblem, opts: OfaOptions) -> MethodResult:
         k=opts.neighbors,
         temperature=opts.temperature,
         chunk_bytes=opts.chunk_mb * 1024**2,
-        progress="similarities + top-k" if problem.progress else None,
+        progress="similarities + top-k",
+        bar=problem.progress,
     )
     rows_in = LinearRows(weights, problem.source_in.shared[cand].to(dev))
     rows_out = None

@@ -26,7 +26,7 @@ Option `center` (ours, off by default): fit on mean-centred PLM and LLM rows and
 back, so a token whose coefficients do not sum to 1 keeps the component every LLM row shares (which
 otherwise scales all of that token's logits; `fit.json` reports the distribution of the sums).
 
-Departures and guesses (paper-notes §1.3-1.6): the sparsemax weights only select the support (the
+Departures and guesses (docs/paper.md, section 1): the sparsemax weights only select the support (the
 regression is unweighted, as the text describes); the pinv cut-off is torch's default (the paper
 gives none); untied LM heads reuse the same coefficients c on the head's rows (the paper's models
 are tied; this is our extension); the auxiliary space is one target-language fastText for shared and
@@ -41,9 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from ..catalog import SaltOptions
+from ..progress import track
 from .base import LinearRows, MethodResult, TransferProblem, register, support_info
 from .support import DEFAULT_CHUNK_BYTES, SparseRows, sparsemax_support
 
@@ -165,6 +165,7 @@ def min_norm_coefficients(
     plm_shared: torch.Tensor,
     rtol_dtype: torch.dtype = torch.float32,
     progress: str | None = None,
+    bar: bool = True,
     batch_bytes: int = _BATCH_BYTES,
     gram_bytes: int = _GRAM_BYTES,
     pinv_rtol: float = 0.0,
@@ -262,9 +263,7 @@ def min_norm_coefficients(
     workers = 1 if device.type == "cuda" else max(1, torch.get_num_threads())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         done = pool.map(solve_batch, batches)
-        for local in tqdm(
-            done, total=len(batches), desc=progress, unit="batch", mininterval=2, disable=not progress
-        ):
+        for local in track(done, progress, total=len(batches), bar=bar, unit="batch") if progress else done:
             stats.cholesky_rows += local.cholesky_rows
             stats.eigh_rows += local.eigh_rows
     stats.global_gram = use_gram
@@ -289,7 +288,8 @@ def salt_coefficients(
         aux_shared,
         k_init=opts.k_init,
         chunk_bytes=opts.chunk_mb * 1024**2 or DEFAULT_CHUNK_BYTES,
-        progress="similarities + sparsemax" if progress else None,
+        progress="similarities + sparsemax",
+        bar=progress,
     )
     phases = {"neighbours_s": time.perf_counter() - clock}
     clock = time.perf_counter()
@@ -298,7 +298,8 @@ def salt_coefficients(
         plm_new,
         plm_shared,
         rtol_dtype=plm_shared.dtype,
-        progress="least squares" if progress else None,
+        progress="least squares",
+        bar=progress,
         pinv_rtol=opts.pinv_rtol,
         ridge=opts.ridge,
     )

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
+
+from ..progress import track
 
 # Similarity chunks are sized to about this many bytes (float32 rows x shared tokens). Small
 # chunks stay in cache between the matrix product and top-k (measured: 32 MiB is 1.6x faster
@@ -103,12 +104,14 @@ def sparsemax_sorted(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (z - tau.unsqueeze(1)).clamp(min=0), k
 
 
-def _chunked(aux_new: torch.Tensor, aux_shared: torch.Tensor, chunk_bytes: int, desc: str | None):
+def _chunked(
+    aux_new: torch.Tensor, aux_shared: torch.Tensor, chunk_bytes: int, desc: str | None, bar: bool = True
+):
     """Yield (start, cosine similarity chunk [rows, n_shared] float32)."""
     a_new, a_shared = normalize_rows(aux_new.float()), normalize_rows(aux_shared.float())
     rows = max(1, chunk_bytes // (4 * max(1, a_shared.shape[0])))
     starts = range(0, a_new.shape[0], rows)
-    iterator = tqdm(starts, desc=desc, unit="chunk", mininterval=2) if desc else starts
+    iterator = track(starts, desc, bar=bar, unit="chunk") if desc else starts
     for start in iterator:
         yield start, a_new[start : start + rows] @ a_shared.T
 
@@ -135,12 +138,14 @@ def sparsemax_support(
     k_init: int = 128,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: str | None = None,
+    bar: bool = True,
 ) -> SparseRows:
-    """Exact sparsemax over cosine similarities of each new token to all shared tokens."""
+    """Exact sparsemax over cosine similarities of each new token to all shared tokens (`progress`:
+    what to call the step in a progress bar, or with `bar` off in log lines every 30 s)."""
     n_new, n_shared = aux_new.shape[0], aux_shared.shape[0]
     triples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     enlarged = 0
-    for start, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress):
+    for start, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress, bar):
         pending = torch.arange(sims.shape[0], device=sims.device)
         window = k_init + 1  # K + 1 scores: the (K+1)-th proves the support ends inside the window
         while len(pending):
@@ -168,12 +173,13 @@ def topk_softmax_support(
     temperature: float = 0.1,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: str | None = None,
+    bar: bool = True,
 ) -> SparseRows:
     """Top-k cosine neighbours with softmax(similarity / temperature) weights (OFA)."""
     n_new, n_shared = aux_new.shape[0], aux_shared.shape[0]
     k = min(k, n_shared)
     rows, cols, vals = [], [], []
-    for start, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress):
+    for start, sims in _chunked(aux_new, aux_shared, chunk_bytes, progress, bar):
         z, idx = sims.topk(k, dim=1, sorted=True)
         rows.append(torch.arange(start, start + len(z), device=z.device).repeat_interleave(k))
         cols.append(idx.reshape(-1))

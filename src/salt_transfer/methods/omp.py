@@ -1,0 +1,180 @@
+"""OMP: training-free tokenizer transplantation by Orthogonal Matching Pursuit (Goddard & Neto 2025,
+"Training-Free Tokenizer Transplantation via Orthogonal Matching Pursuit", arXiv 2506.06607; the
+default method of mergekit's `mergekit-tokensurgeon`).
+
+For every new target token with donor (here: PLM) row e, OMP greedily picks k anchors among the shared
+tokens in the donor space: at each step the shared token whose PLM row has the largest absolute inner
+product with the current residual of e, then the least-squares coefficients of e on all anchors picked
+so far (the residual is orthogonal to them). The final k coefficients are applied to the anchors' rows
+in the source LLM's space: row = sum_j c_j B_j. Like SALT it transfers a sparse linear combination from
+the PLM space to the LLM space; unlike SALT the support is chosen in the PLM space itself (no fastText)
+and by reconstruction error, not by auxiliary-space similarity. Shared tokens copy their LLM row.
+
+How it is computed: tokens in batches. Each step scores every shared row against each token's
+residual with one matrix product, residuals [B, ht] x atoms^T [ht, S] in float32 (the scores only
+rank candidates; this product is about two thirds of the time). The coefficients are exact: the
+Cholesky factor L of the anchors' Gram matrix G[I, I] grows by one row per step in float64 (the new
+anchor's inner products with those picked come from the S x S Gram matrix when it fits in 512 MB,
+else from the anchors' rows), y = L^-1 A_I e grows by one entry, and gamma = L^-T y is solved once
+per token at the end. The residual moves along Q = L^-1 A_I, an orthonormal basis of the anchors'
+span kept in float32: r <- r - y_t q_t. This picks the anchors mergekit's explicit-residual OMP
+picks, in the same order (textbook OMP in float64 in tests/unit/test_omp.py).
+
+Departures from mergekit's `batch_omp`: coefficients through the Cholesky factor of G[I, I] in
+float64 (mergekit: a QR basis in float32), so near-ties between two anchors may resolve differently;
+a token stops adding anchors when the next one is numerically dependent on those picked (mergekit
+keeps going); the shared tokens are this suite's overlap (canonical byte forms, special tokens by
+role), not mergekit's normalized vocabulary with byte and prefix matching; an untied LM head gets
+the same coefficients applied to its rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..catalog import OmpOptions
+from ..errors import InputError
+from .base import LinearRows, MethodResult, TransferProblem, register, support_info
+from .support import SparseRows
+
+# Bytes of per-batch working memory (scores B x S, anchors B x k x ht): the batch size follows,
+# within [_MIN_BATCH, _MAX_BATCH] tokens.
+_BATCH_BYTES = 256 * 1024**2
+_MIN_BATCH, _MAX_BATCH = 64, 2048
+# The Gram matrix of the shared PLM rows (S x S, float64) is formed when it fits in this many bytes:
+# each step then reads the new anchor's inner products with those picked from it (t numbers) instead
+# of recomputing them from the anchors' rows (t x ht).
+_GRAM_BYTES = 512 * 1024**2
+# A new anchor whose squared distance to the span of those picked is below this share of its own
+# squared norm is dependent on them: the token stops there (its coefficients stay well defined).
+_DEPENDENT = 1e-10
+
+
+def omp_coefficients(
+    targets: torch.Tensor, atoms: torch.Tensor, k: int, batch_bytes: int = _BATCH_BYTES
+) -> SparseRows:
+    """For each row e of `targets` [N, ht]: k anchors among the rows of `atoms` [S, ht] picked by OMP
+    and their least-squares coefficients, as CSR over the atoms (columns in the order picked)."""
+    n, ht = targets.shape
+    s = atoms.shape[0]
+    if not 1 <= k <= s:
+        raise InputError(f"omp k={k}: must be between 1 and the number of shared tokens ({s})")
+    device = atoms.device
+    a64 = atoms.to(torch.float64)
+    a32 = atoms.to(torch.float32)
+    a32_t = a32.T.contiguous()  # [ht, S]: the correlation products
+    sq_norms = (a64 * a64).sum(1)  # [S]: the diagonal of the Gram matrix
+    gram = a64 @ a64.T if s * s * 8 <= _GRAM_BYTES else None
+    per_token = 3 * s * 4 + k * ht * (4 if gram is not None else 12) + k * k * 8
+    batch = max(1, min(n, _MAX_BATCH, max(_MIN_BATCH, batch_bytes // per_token)))
+    indptr = torch.zeros(n + 1, dtype=torch.long)
+    all_idx, all_val, sizes = [], [], torch.zeros(n, dtype=torch.long)
+    for start in range(0, n, batch):
+        e = targets[start : start + batch].to(device=device, dtype=torch.float64)
+        b = len(e)
+        rows = torch.arange(b, device=device)
+        residual = e.float()
+        picked = torch.zeros(b, k, dtype=torch.long, device=device)
+        # L (lower, float64): the Cholesky factor of G[I, I]. Q = L^-1 A_I: an orthonormal basis of the
+        # anchors' span, kept in float32 (it only moves the residual, which only ranks candidates).
+        # y = L^-1 A_I e = Q e, by forward substitution one entry per step; gamma = L^-T y at the end.
+        chol = torch.zeros(b, k, k, dtype=torch.float64, device=device)
+        basis = torch.zeros(b, k, ht, dtype=torch.float32, device=device)
+        y = torch.zeros(b, k, dtype=torch.float64, device=device)
+        anchors64 = None if gram is not None else torch.zeros(b, k, ht, dtype=torch.float64, device=device)
+        active = torch.ones(b, dtype=torch.bool, device=device)
+        count = torch.zeros(b, dtype=torch.long, device=device)
+        used = torch.zeros(b, s, dtype=torch.bool, device=device)
+        for t in range(k):
+            # Used anchors have correlation 0 with the residual (it is orthogonal to them), so they
+            # are masked out only to break exact ties.
+            new = (residual @ a32_t).abs_().masked_fill_(used, -1.0).argmax(dim=1)  # [B]
+            a_new = a64[new]  # [B, ht]
+            d_new = sq_norms[new]
+            if t == 0:
+                d2, w = d_new, None
+            else:
+                if gram is not None:
+                    g_new = gram[new.unsqueeze(1), picked[:, :t]].unsqueeze(2)  # [B, t, 1]: G[I, new]
+                else:
+                    g_new = torch.bmm(anchors64[:, :t], a_new.unsqueeze(2))
+                w = torch.linalg.solve_triangular(chol[:, :t, :t], g_new, upper=False).squeeze(2)
+                d2 = d_new - (w * w).sum(1)
+            ok = active & (d2 > _DEPENDENT * d_new.clamp(min=1e-300))
+            if not ok.any():
+                break
+            # Grow L, Q, y and the residual only for tokens still adding anchors.
+            sel = slice(None) if bool(ok.all()) else ok
+            diag = d2[sel].sqrt()
+            rhs = (e[sel] * a_new[sel]).sum(1)  # a_new . e
+            direction = a32[new[sel]]
+            if w is not None:
+                w_sel = w[sel]
+                chol[sel, t, :t] = w_sel
+                rhs = rhs - (w_sel * y[sel, :t]).sum(1)
+                direction = direction - torch.bmm(w_sel.float().unsqueeze(1), basis[sel, :t]).squeeze(1)
+            chol[sel, t, t] = diag
+            y_t = rhs / diag
+            q_t = direction / diag.float().unsqueeze(1)
+            y[sel, t] = y_t
+            basis[sel, t] = q_t
+            residual[sel] -= y_t.float().unsqueeze(1) * q_t
+            picked[sel, t] = new[sel]
+            if anchors64 is not None:
+                anchors64[sel, t] = a_new[sel]
+            used[rows[sel], new[sel]] = True
+            count += ok.long()
+            active &= ok
+        # gamma = L^-T y; tokens that stopped early get ones on the rest of the diagonal (their y is 0
+        # there), which keeps the solve defined and their padded gamma zero.
+        m = int(count.max())
+        pad = torch.arange(m, device=device).unsqueeze(0) >= count.unsqueeze(1)
+        upper = (chol[:, :m, :m] + torch.diag_embed(pad.to(torch.float64))).mT
+        gamma = torch.linalg.solve_triangular(upper, y[:, :m].unsqueeze(2), upper=True).squeeze(2)
+        for i in range(b):
+            c = int(count[i])
+            all_idx.append(picked[i, :c].cpu())
+            all_val.append(gamma[i, :c].cpu())
+            sizes[start + i] = c
+    indptr[1:] = sizes.cumsum(0)
+    return SparseRows(
+        indptr,
+        torch.cat(all_idx) if all_idx else torch.empty(0, dtype=torch.long),
+        torch.cat(all_val) if all_val else torch.empty(0, dtype=torch.float64),
+        s,
+    )
+
+
+@register("omp")
+def fit(problem: TransferProblem, opts: OmpOptions) -> MethodResult:
+    if problem.plm is None:
+        raise InputError("omp needs the PLM's embeddings: pass --plm DIR")
+    dev = problem.device
+    new_ids = problem.new_ids
+    clock = time.perf_counter()
+    coeffs = omp_coefficients(
+        problem.plm[new_ids].to(dev),
+        problem.plm[problem.shared_target].to(dev),
+        min(opts.k, len(problem.shared_target)),
+    )
+    phases = {"omp_s": time.perf_counter() - clock}
+    rows_in = LinearRows(coeffs, problem.source_in.shared.to(dev))
+    rows_out = (
+        LinearRows(coeffs, problem.source_out.shared.to(dev)) if problem.source_out is not None else None
+    )
+    c_abs = coeffs.values.abs()
+    info = {
+        "n_candidates": len(problem.shared_target),
+        **support_info(coeffs),
+        "coefficients": {
+            "mean_abs": float(c_abs.mean()) if len(c_abs) else None,
+            "max_abs": float(c_abs.max()) if len(c_abs) else None,
+        },
+    }
+    clock = time.perf_counter()
+    result = problem.assemble(new_ids, rows_in, rows_out, torch.empty(0, dtype=torch.long), info=info)
+    phases["assemble_s"] = time.perf_counter() - clock
+    result.info["phases"] = {k: round(v, 3) for k, v in phases.items()}
+    return result
