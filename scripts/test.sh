@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The test suite, in CI order: format and lint, unit tests, workflow lint and dry runs of every
-# config, then the whole workflow on a tiny integration config. Sets itself up first.
+# config, the whole workflow on a tiny integration config, then the paper rehearsal as its own
+# stage. Sets itself up first.
 # Usage: bash scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh >/dev/null
+# Headless Chromium renders Snakemake's HTML report in a test (test-only, so not in setup.sh).
+if ! command -v chromium-headless-shell >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null; } \
+    || echo "test.sh: could not install chromium-headless-shell; the report render check will be skipped" >&2
+fi
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 echo "== ruff (lint + format check)"
@@ -13,5 +19,11 @@ ruff check src tests bench
 ruff format --check src tests bench
 echo "== snakefmt"
 snakefmt --check Snakefile rules/
-echo "== pytest (unit + workflow)"
-timeout -k 30 3000 python -m pytest -q "$@"
+if [ $# -gt 0 ]; then
+  timeout -k 30 3000 python -m pytest -q "$@"
+  exit
+fi
+echo "== pytest: unit, dry runs, bad input and faults, whole workflow, HTML report, Slurm"
+timeout -k 30 3000 python -m pytest -q -m "not rehearsal"
+echo "== pytest: the paper rehearsal (config/paper.yaml's code paths offline; locally and on Slurm)"
+timeout -k 30 1800 python -m pytest -q -m rehearsal

@@ -15,6 +15,7 @@ class Served:
     honour_range: bool = True
     drop_after: int | None = None  # bytes sent before the connection is cut ...
     drops: int = 0  # ... for this many requests
+    drop_path: str | None = None  # only requests for this path are cut (None: any)
     requests: list[dict] = field(default_factory=list)
 
 
@@ -45,7 +46,8 @@ def _handler(served: Served):
             body = data[start:]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            if served.drops > 0 and served.drop_after is not None:
+            cut = served.drop_path is None or served.drop_path == self.path
+            if cut and served.drops > 0 and served.drop_after is not None:
                 served.drops -= 1
                 self.wfile.write(body[: served.drop_after])
                 self.wfile.flush()

@@ -232,6 +232,9 @@ def run_lm_eval(
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from .squad_metrics import install as install_squad_metrics
+
+    install_squad_metrics()  # lm-eval's XQuAD imports a module transformers 5 no longer has
     for folder in include_paths:
         if not Path(folder).is_dir():
             raise InputError(f"--include-path {folder}: no such directory")

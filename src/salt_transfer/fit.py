@@ -237,10 +237,43 @@ def fit_embeddings(
             "shared": _norm_summary(norms_shared),
             "new_above_largest_shared": int((norms_new > largest_shared).sum()) if largest_shared else 0,
         },
+        "mean_direction": _mean_direction(result.input, shared_target, problem.new_ids),
         "seed": seed,
         "device": str(dev),
         "dtype": dtype,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     write_json_atomic(report, record)
+    return record
+
+
+def _mean_direction(rows: torch.Tensor, shared: torch.Tensor, new: torch.Tensor) -> dict | None:
+    """How much of the shared rows' common (mean) direction the new rows keep.
+
+    LLM embedding rows share a large mean component; with a tied head it sets a logit offset common
+    to all tokens. Rows made as least-squares combinations whose coefficients sum to about zero lose
+    it (seen with SALT and OMP on a weak stand-in PLM, whose rows have no such common direction to
+    rebuild), and those tokens' logits then stand apart from the rest. `ratio` is the mean projection
+    of new rows on the unit mean direction over that of the shared rows: about 1 keeps it, about 0
+    loses it (mean-centring, the `center` option of salt, restores it)."""
+    if len(shared) == 0 or len(new) == 0:
+        return None
+    shared_rows = rows[shared].double()
+    mean = shared_rows.mean(0)
+    if float(mean.norm()) == 0:
+        return None
+    unit = mean / mean.norm()
+    on_shared = float((shared_rows @ unit).mean())
+    on_new = float((rows[new].double() @ unit).mean())
+    ratio = on_new / on_shared if on_shared else None
+    record = {
+        "shared": round(on_shared, 4),
+        "new": round(on_new, 4),
+        "ratio": None if ratio is None else round(ratio, 4),
+    }
+    if ratio is not None and ratio < 0.5:
+        record["note"] = (
+            "new rows lost most of the shared rows' mean direction (coefficients summing near zero); "
+            "with a tied head this shifts every new token's logit. Mean-centring (salt: center) keeps it."
+        )
     return record

@@ -6,6 +6,7 @@ the fastText download once, so the resume path runs too. The Slurm variant is in
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def run_rehearsal(work: Path, assets: dict, *extra: str):
     """The rehearsal in `work`, with the server running; returns (process, served). A rerun in the same
     `work` serves on the same port: the URL is part of the fetch rules' params, a rerun trigger."""
     files = assets["files"]
-    served = Served(files, drop_after=len(files["/cc.de.300.bin.gz"]) // 2, drops=1)
+    fasttext = "/cc.de.300.bin.gz"
+    served = Served(files, drop_after=len(files[fasttext]) // 2, drops=1, drop_path=fasttext)
     port_file = work / ".rehearsal-port"
     port = int(port_file.read_text()) if port_file.is_file() else 0
     with serve(served, port=port) as base:
@@ -112,3 +114,25 @@ def test_a_second_rehearsal_run_has_nothing_to_do(rehearsal, assets):
     proc, served = run_rehearsal(work, assets, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr and not served.requests
+
+
+@pytest.mark.slurm
+def test_rehearsal_through_the_local_slurm_cluster(tmp_path_factory, assets):
+    """The same rehearsal submitted with profiles/slurm-local (CI brings the cluster up): every job
+    goes through sbatch except the downloads (local rules, on the submit host), then the audit."""
+    from test_slurm import PROFILE, _cluster_answers
+
+    if not _cluster_answers():
+        message = "no Slurm cluster answers `scontrol ping` (start one: sudo bash scripts/slurm-local.sh up)"
+        if os.environ.get("SALT_TRANSFER_REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    work = tmp_path_factory.mktemp("rehearsal-slurm")
+    proc, _ = run_rehearsal(work, assets, "--profile", str(PROFILE))
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-4000:]
+    df = pd.read_csv(work / "results/report/results.csv", keep_default_na=False)
+    tasks = set(yaml.safe_load(CONFIG.read_text())["evaluate"]["lm_eval_tasks"])
+    assert tasks <= set(df[df.stage == "cpt"].task) and set(df.llm) == set(LLM_REPOS)
+    assert any((work / "logs/slurm").rglob("*.log")), "no job went through sbatch"
+    audit = run_snakemake("--configfile", "config.yaml", "--cores", "2", "audit", cwd=work, env=assets["env"])
+    assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]

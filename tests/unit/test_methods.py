@@ -229,3 +229,21 @@ def test_centred_salt_keeps_the_shared_component():
     )
     shifted = run("salt", moved, center=True)
     torch.testing.assert_close(shifted.input[fitted], centred.input[fitted] + shift, rtol=1e-4, atol=1e-4)
+
+
+def test_fit_reports_whether_new_rows_keep_the_mean_direction():
+    from salt_transfer.fit import _mean_direction
+
+    g = torch.Generator().manual_seed(0)
+    mean = torch.full((16,), 2.0)
+    shared = mean + 0.1 * torch.randn(50, 16, generator=g)
+    kept = _mean_direction(
+        torch.cat([shared, mean + 0.1 * torch.randn(30, 16, generator=g)]),
+        torch.arange(50),
+        torch.arange(50, 80),
+    )
+    lost = _mean_direction(
+        torch.cat([shared, 0.1 * torch.randn(30, 16, generator=g)]), torch.arange(50), torch.arange(50, 80)
+    )
+    assert kept["ratio"] == pytest.approx(1.0, abs=0.05) and "note" not in kept
+    assert abs(lost["ratio"]) < 0.1 and "mean direction" in lost["note"]

@@ -178,3 +178,16 @@ def test_schema_mlqa_url_is_the_librarys():
 
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     assert schema["properties"]["evaluate"]["properties"]["mlqa_url"]["default"] == MLQA_URL
+
+
+def test_config_readme_keys_are_generated_from_the_schema():
+    """Each key's type, default and description live in config/schema.yaml only; config/README.md's
+    key list is rendered from it (`python -m salt_transfer.configdoc --write` after a schema edit)."""
+    from salt_transfer import configdoc
+
+    readme = (ROOT / "config" / "README.md").read_text()
+    block = configdoc.render()
+    assert block in readme, "config/README.md is out of date: run `python -m salt_transfer.configdoc --write`"
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    for key in schema["properties"]["pretrain"]["properties"]:
+        assert f"`pretrain.{key}`" in block
