@@ -41,7 +41,12 @@ def _default(node: dict) -> str:
 
 def _bounds(node: dict) -> str:
     parts = []
-    for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+    for key, sign in (
+        ("minimum", ">="),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "<="),
+        ("exclusiveMaximum", "<"),
+    ):
         if key in node:
             parts.append(f"{sign} {node[key]}")
     return f", {' and '.join(parts)}" if parts else ""
@@ -64,7 +69,9 @@ def _resolve(node: dict, schema: dict) -> dict:
 
 def _entries(node: dict, path: str, schema: dict, depth: int) -> list[str]:
     node = _resolve(node, schema)
-    lines = [f"{'  ' * depth}- **`{path}`** ({_type(node)}{_bounds(node)}{_default(node)}). {_describe(node)}".rstrip()]
+    lines = [
+        f"{'  ' * depth}- **`{path}`** ({_type(node)}{_bounds(node)}{_default(node)}). {_describe(node)}".rstrip()
+    ]
     children = node.get("properties")
     named = node.get("additionalProperties")
     if isinstance(named, dict) and named.get("properties"):
