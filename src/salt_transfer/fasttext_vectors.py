@@ -34,7 +34,7 @@ import torch
 
 from .errors import InputError
 from .progress import track
-from .provenance import Meta, atomic_path, check_output, sha256_file
+from .provenance import Meta, atomic_path, check_output
 from .settings import FastTextOptions
 from .tokens import TokenForm, canonical_forms, render
 
@@ -290,60 +290,3 @@ def token_vectors(model, tokenizer, lookup: str = "token") -> AuxVectors:
     vectors[np.array(ids, dtype=np.int64)[ok]] = found[ok]
     usable[np.array(ids, dtype=np.int64)[ok]] = True
     return AuxVectors(torch.from_numpy(vectors), torch.from_numpy(usable), lookup)
-
-
-CC_URL = "https://dl.fbaipublicfiles.com/fasttext/vectors-crawl/cc.{lang}.300.bin.gz"
-
-
-def download_fasttext(
-    lang: str,
-    out: str | Path,
-    url: str | None = None,
-    sha256: str | None = None,
-    progress: bool = True,
-    config_hash: str | None = None,
-    attempts: int = 5,
-) -> dict:
-    """Download and gunzip a pretrained fastText model (Grave et al. 2018, cc.<lang>.300.bin).
-
-    The paper's auxiliary embeddings (docs/paper.md, section 1). About 4.5 GB compressed per language, so
-    the compressed bytes go to `<out>.gz.part` first and a dropped connection resumes where it stopped
-    (an HTTP Range request, up to `attempts` times in one call; a later call resumes the same file).
-    The download must have the length the server announced and, when `sha256` is given, that digest
-    (fasttext.cc publishes none; a mirror may): a mismatch deletes the partial file and is an input
-    error. gzip's own CRC is checked while decompressing into a temp file, renamed only when complete.
-    `url` may contain `{lang}`.
-    """
-    import gzip
-    import re
-    import shutil
-
-    from .downloads import download_resuming
-
-    out = check_output(out)
-    if url is None and not re.fullmatch(r"[a-z]{2,3}", lang):
-        raise InputError(f"fastText language {lang!r}: expected an ISO code such as de, ar or vi")
-    url = (url or CC_URL).format(lang=lang)
-    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise InputError(f"--sha256 {sha256!r}: expected 64 lowercase hex digits")
-    part = out.with_name(out.name + ".gz.part")
-    received = download_resuming(url, part, progress=progress, attempts=attempts, what="fastText")
-    digest = sha256_file(part)
-    if sha256 is not None and digest != sha256:
-        part.unlink()
-        raise InputError(f"fastText {url}: sha256 {digest}, expected {sha256}; the download was removed")
-    meta = Meta(
-        "fetch-fasttext",
-        params={"url": url, "lang": lang, "gz_sha256": digest, "gz_bytes": part.stat().st_size},
-        config_hash=config_hash,
-    )
-    try:
-        with atomic_path(out, meta) as tmp, gzip.open(part, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 22)
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        part.unlink()
-        raise InputError(
-            f"fastText {url}: not a complete gzip file ({exc}); the download was removed"
-        ) from exc
-    part.unlink()
-    return {"url": url, "bytes_downloaded": received, "gz_sha256": digest}

@@ -208,6 +208,10 @@ def _resave_as_safetensors(folder: Path) -> None:
 def _copy_local(src: Path, out: Path, tokenizer_only: bool) -> dict[str, Any]:
     if not src.is_dir():
         raise InputError(f"model directory {src}: no such directory")
+    if not tokenizer_only:
+        from .weights import check_weights
+
+        check_weights(src, label=f"model directory {src}")  # before copying: name the user's files
     copied = 0
     for p in sorted(src.iterdir()):
         if not p.is_file():
@@ -226,12 +230,9 @@ def _copy_local(src: Path, out: Path, tokenizer_only: bool) -> dict[str, Any]:
             copied += 1
     if copied == 0:
         raise InputError(f"model directory {src}: no config, weights or tokenizer files in it")
-    if not tokenizer_only:
-        if not any(out.glob("*.safetensors")) and any(out.glob("pytorch_model*")):
-            _resave_as_safetensors(out)
-        from .weights import check_weights
-
-        check_weights(out, label=f"model directory {src}")
+    if not tokenizer_only and not any(out.glob("*.safetensors")) and any(out.glob("pytorch_model*")):
+        _resave_as_safetensors(out)
+        check_weights(out, label=f"model directory {src} (converted from pytorch_model*)")
     return {"path": str(src.resolve())}
 
 

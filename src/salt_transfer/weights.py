@@ -67,7 +67,10 @@ def check_weights(model_dir: str | Path, label: str) -> None:
     """Every *.safetensors file of `model_dir` has a readable header and all the bytes it announces
     (a truncated or foreign file is an input error here, not a traceback deep inside a load)."""
     for file in sorted(Path(model_dir).glob("*.safetensors")):
-        data_start, header = safetensors_header(file)
+        try:
+            data_start, header = safetensors_header(file)
+        except InputError as exc:
+            raise InputError(f"{label}: {exc}") from None
         ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__"]
         if file.stat().st_size < data_start + max(ends, default=0):
             raise InputError(f"{label}: {file.name} is truncated (fewer bytes than its header announces)")

@@ -23,15 +23,12 @@ from conftest import tiny_plm, wordpiece
 
 pytestmark = pytest.mark.slow
 
-NOBODY = 65534
-
 
 @dataclass
 class Case:
     argv: list[str]
     named: str  # must appear in the last stderr line
     watch: Path  # the output location: nothing new may appear in it (or beside it)
-    as_nobody: bool = False
     file_limit: int | None = None  # bytes: RLIMIT_FSIZE, a disk that fills up
 
 
@@ -42,9 +39,6 @@ def run(case: Case) -> subprocess.CompletedProcess:
         if case.file_limit is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes then fail with EFBIG instead of killing
             resource.setrlimit(resource.RLIMIT_FSIZE, (case.file_limit, case.file_limit))
-        if case.as_nobody:
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
 
     return subprocess.run(
         [sys.executable, "-m", "salt_transfer", *case.argv],
@@ -54,6 +48,32 @@ def run(case: Case) -> subprocess.CompletedProcess:
         preexec_fn=limits,
         timeout=600,
     )
+
+
+def _lock(immutable: Path, mount_point: Path) -> list[list[str]]:
+    """Make `immutable` unwritable and `mount_point` a read-only file system; the commands that undo it."""
+    if os.geteuid() != 0:
+        for folder in (immutable, mount_point):
+            os.chmod(folder, 0o555)
+        return [["chmod", "755", str(immutable)], ["chmod", "755", str(mount_point)]]
+    undo = []
+    subprocess.run(["chattr", "+i", str(immutable)], check=True)
+    undo.append(["chattr", "-i", str(immutable)])
+    subprocess.run(["mount", "--bind", str(mount_point), str(mount_point)], check=True)
+    undo.append(["umount", str(mount_point)])
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(mount_point)], check=True)
+    for folder in (immutable, mount_point):  # the cases rely on it: check, rather than assume
+        assert not os.access(folder, os.W_OK) or _write_fails(folder), f"{folder} is still writable"
+    return undo
+
+
+def _write_fails(folder: Path) -> bool:
+    try:
+        (folder / ".probe").write_text("x")
+    except OSError:
+        return True
+    (folder / ".probe").unlink()
+    return False
 
 
 def listing(folder: Path) -> list[str]:
@@ -71,16 +91,18 @@ def w(tmp_path_factory, toks, es_lines, es_corpus, source_tied, plm_bert, overla
     (root / "a_file").write_text("x")
     (root / "existing_dir").mkdir()
     (root / "existing_dir" / "keep.txt").write_text("the user's")
-    # What the cases run as `nobody` read: outside pytest's private (0700) temp tree.
+    # Two output folders nobody may write to, root included (CI runs as root, for whom mode bits mean
+    # nothing): an immutable folder (chattr +i: EPERM) and a read-only bind mount (EROFS). As another
+    # user, mode 0555 does the same.
     public = Path(f"/tmp/salt-transfer-bad-{os.getpid()}")
     shutil.rmtree(public, ignore_errors=True)
     public.mkdir(mode=0o755)
     shutil.copy(es_corpus, public / "es.txt")
     shutil.copytree(plm_bert, public / "plm")
-    subprocess.run(["chmod", "-R", "a+rX", str(public)], check=True)
-    ro = public / "readonly"
+    ro, ro_mount = public / "readonly", public / "readonly-mount"
     ro.mkdir()
-    os.chmod(ro, 0o555)
+    ro_mount.mkdir()
+    locked = _lock(ro, ro_mount)
     (root / "out").mkdir()
     os.chmod(root / "out", 0o777)
     # Weights that are not safetensors, and a model whose weights are cut short.
@@ -115,10 +137,11 @@ def w(tmp_path_factory, toks, es_lines, es_corpus, source_tied, plm_bert, overla
     corrupt = root / "corrupt_dir"
     shutil.copytree(source_tied, corrupt)
     (corrupt / "model.safetensors").write_bytes((corrupt / "model.safetensors").read_bytes()[:1000])
-    return {
+    yield {
         "root": root,
         "public": public,
         "ro": ro,
+        "ro_mount": ro_mount,
         "out": root / "out",
         "es": es_corpus,
         "source": source_tied,
@@ -133,6 +156,9 @@ def w(tmp_path_factory, toks, es_lines, es_corpus, source_tied, plm_bert, overla
         "corrupt": corrupt,
         "bad_results": bad_results,
     }
+    for undo in reversed(locked):
+        subprocess.run(undo, check=False)
+    shutil.rmtree(public, ignore_errors=True)
 
 
 def fit(w, out_file, *extra, overlap=None, aux=None, plm=None):
@@ -229,7 +255,7 @@ CASES = {
     "parent of --out is a file (fit)": lambda w: Case(
         fit(w, w["root"] / "a_file" / "e.safetensors"), "a_file", w["out"]
     ),
-    "--out not writable (fasttext, as nobody)": lambda w: Case(
+    "--out not writable (fasttext)": lambda w: Case(
         [
             "fasttext",
             "--corpus",
@@ -247,9 +273,8 @@ CASES = {
         ],
         "readonly",
         w["ro"],
-        as_nobody=True,
     ),  # fmt: skip
-    "--out in a read-only folder (standin-plm, as nobody)": lambda w: Case(
+    "--out on a read-only file system (standin-plm)": lambda w: Case(
         [
             "standin-plm",
             "--arch",
@@ -257,7 +282,7 @@ CASES = {
             "--corpus",
             str(w["public"] / "es.txt"),
             "--out",
-            str(w["ro"] / "plm"),
+            str(w["ro_mount"] / "plm"),
             "--vocab-size",
             "300",
             "--hidden",
@@ -267,9 +292,8 @@ CASES = {
             "--steps",
             "1",
         ],
-        "readonly",
-        w["ro"],
-        as_nobody=True,
+        "readonly-mount",
+        w["ro_mount"],
     ),  # fmt: skip
     "disk full while writing (fit)": lambda w: Case(
         fit(w, w["out"] / "full.safetensors"), "full.safetensors", w["out"], file_limit=20_000

@@ -76,19 +76,47 @@ def test_training_killed_at_random_moments_and_during_checkpoint_writes_ends_ide
     cmd = train_cmd(root, model, corpus, "killed")
     scratch = root / "killed" / "scratch"
     rng = random.Random(0)
+
+    # Seconds of one training step (without its checkpoint), from the uninterrupted run's log.
+    log = (root / "straight" / "train_log.csv").read_text().splitlines()[1:]
+    speeds = sorted(float(line.split(",")[4]) for line in log if line.split(",")[4])
+    step_s = 2 * 32 / speeds[len(speeds) // 2]  # batch 2 x 32 tokens at the median tokens/s
+
+    def complete_steps() -> int:
+        done = [
+            int(c.name.split("-")[1])
+            for c in scratch.glob("checkpoint-*")
+            if (c / "trainer_state.json").exists()
+        ]
+        return max(done, default=0)
+
+    # Kill moments follow the run's progress, not the clock (start-up dominates a tiny run, and a
+    # loaded machine stretches it): even kills land a random fraction of a step (forward, backward,
+    # optimizer or the next checkpoint's write) after the run has saved one more checkpoint; odd
+    # kills land while a checkpoint is being written (its folder exists, its trainer_state.json,
+    # written last, does not yet). A checkpoint killed half-written gives no progress, so 12 kills
+    # never finish the 14 steps.
     kills = 0
     for i in range(12):
         if i % 2:
-            # During a checkpoint write: its folder exists, its trainer_state.json (written last) not yet.
+
             def writing():
                 for ckpt in scratch.glob("checkpoint-*"):
                     if any(ckpt.iterdir()) and not (ckpt / "trainer_state.json").exists():
                         return True
                 return False
 
-            kill_at(cmd, duration * 2, when=writing)
+            kill_at(cmd, duration * 3, when=writing)
         else:
-            kill_at(cmd, rng.uniform(0.3, 1.0) * duration)
+            start, extra = complete_steps(), rng.uniform(0.0, 1.0) * step_s
+            progressed: list[float] = []
+
+            def one_more_step_then_a_moment(start=start, extra=extra, progressed=progressed):
+                if not progressed and complete_steps() > start:
+                    progressed.append(time.monotonic())
+                return bool(progressed) and time.monotonic() - progressed[0] >= extra
+
+            kill_at(cmd, duration * 3, when=one_more_step_then_a_moment)
         kills += 1
         if (root / "killed" / "model" / "model.safetensors").is_file():
             break

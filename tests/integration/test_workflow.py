@@ -112,3 +112,4 @@ def test_snakemake_html_report_builds_and_renders(tiny_run):
     # Rendered by the report's JavaScript (the page source holds them only as data).
     for label in ("Continual pretraining", "Evaluation", "Claims", "Plots"):
         assert label in text, label
+    assert "System Message" not in text, "a caption's reStructuredText has an error (docutils message shown)"

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from http_server import Served, serve
+from salt_transfer.downloads import download_fasttext
 from salt_transfer.errors import InputError
-from salt_transfer.fasttext_vectors import download_fasttext
 
 MODEL = bytes(range(256)) * 4000  # stands for cc.xx.300.bin (content is not parsed here)
 GZ = gzip.compress(MODEL)

@@ -167,7 +167,7 @@ def test_convergence_config_runs_the_demo_cells_longer():
 
 
 def test_schema_fasttext_url_is_the_librarys():
-    from salt_transfer.fasttext_vectors import CC_URL
+    from salt_transfer.downloads import CC_URL
 
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     assert schema["properties"]["aux"]["properties"]["fasttext_url"]["default"] == CC_URL
@@ -191,3 +191,19 @@ def test_config_readme_keys_are_generated_from_the_schema():
     schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     for key in schema["properties"]["pretrain"]["properties"]:
         assert f"`pretrain.{key}`" in block
+
+
+@pytest.mark.parametrize("caption", sorted((ROOT / "report").glob("*.rst")), ids=lambda p: p.name)
+def test_report_captions_are_valid_restructuredtext(caption):
+    """Snakemake renders the captions with docutils; an error shows up as a "System Message" box."""
+    import io
+
+    import docutils.core
+
+    messages = io.StringIO()
+    docutils.core.publish_parts(
+        caption.read_text(),
+        writer_name="html",
+        settings_overrides={"warning_stream": messages, "report_level": 2},
+    )
+    assert messages.getvalue() == ""

@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from ..fasttext_vectors import download_fasttext
+    from ..downloads import download_fasttext
     from .common import LOG
 
     info = download_fasttext(
