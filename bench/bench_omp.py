@@ -235,8 +235,8 @@ def main() -> None:
             f"**{algo['same_anchors']:,} of {algo['tokens']:,}** tokens "
             f"({100 * algo['same_anchors'] / max(1, algo['tokens']):.1f}%) get the same set of {K} anchors; on those, "
             f"the largest relative difference of the rows is **{algo['max_rel_diff']:.1e}** (float64 against "
-            "float32 least squares). Tokens whose anchors differ part at a near-tie of two candidates' scores, "
-            "which the two precisions resolve differently, and differ from there on.",
+            "float32 least squares). Rows of tokens whose anchor sets differ are not compared: once one "
+            "greedy choice differs, the two pursuits continue from different residuals.",
         ]
     )
     print(text)

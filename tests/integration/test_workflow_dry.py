@@ -3,6 +3,7 @@ config's grid implies, and config errors caught at validation with a short messa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,15 @@ def write_config(path: Path, **changes) -> Path:
             },
             "plms.x.methods: ['fokus'] are not cells of `methods`",
         ),
+        (
+            {"evaluate": {"lm_eval_tasks": {"hs": "hellaswag_{lang}_nope"}}},
+            "'hellaswag_es_nope' is not a task of the installed lm-evaluation-harness",
+        ),
+        (
+            {"corpora": {"es": {"source": "file:/nonexistent/es.txt", "split": {"by": "hash"}}}},
+            "corpora.es.source: no such file",
+        ),
+        ({"methodz": {"salt": {}}}, "methodz"),
     ],
 )
 def test_invalid_configs_fail_with_a_short_message(tmp_path, change, message):
@@ -89,3 +99,20 @@ def test_invalid_configs_fail_with_a_short_message(tmp_path, change, message):
     proc = run_snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path))
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+    assert len((proc.stdout + proc.stderr).splitlines()) < 40  # the reason, not the whole schema
+
+
+def test_a_key_written_twice_is_refused_with_its_line(tmp_path):
+    text = (
+        (ROOT / "config/demo.yaml")
+        .read_text()
+        .replace(
+            "plms:\n",
+            "plms:\n  es-t5:\n    language: es\n    architecture: encoder\n    source: standin\n",
+            1,
+        )
+    )
+    (tmp_path / "dup.yaml").write_text(text)
+    proc = run_snakemake("-n", "--configfile", str(tmp_path / "dup.yaml"), "--directory", str(tmp_path))
+    assert proc.returncode != 0
+    assert re.search(r"dup\.yaml:\d+: key 'es-t5' appears twice", proc.stdout + proc.stderr)
