@@ -40,7 +40,7 @@ from .corpora import read_parallel
 from .errors import InputError
 from .provenance import sha256_tree, write_json_atomic
 from .tokens import canonical_forms, load_tokenizer
-from .weights import load_causal_lm
+from .weights import load_causal_lm, resolve_device
 
 LOG = logging.getLogger(__name__)
 
@@ -232,6 +232,7 @@ def source_states(
     from .provenance import Meta, atomic_path, check_output
 
     check_output(out)
+    device = str(resolve_device(device))  # auto: CUDA when present, else CPU
     pairs = read_parallel(parallel)[: max_sentences or None]
     model, tok = load_causal_lm(source_model, device)
     states = mean_pooled_states(model, tok, [en for _, _, en in pairs], device=device)
@@ -363,6 +364,7 @@ def analyze(
     from .provenance import Meta, check_output
 
     check_output(out)
+    device = str(resolve_device(device))  # auto: CUDA when present, else CPU
     model, tok = load_causal_lm(model_dir, device)
     record = alignment_record(
         model,

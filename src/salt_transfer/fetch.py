@@ -41,7 +41,8 @@ LOG = logging.getLogger(__name__)
 
 SOURCE_KINDS = ("hf", "gguf", "e5s1", "dir")
 
-_TOKENIZER_FILES = (
+# A tokenizer's own files: what fetch copies, and what tokens.tokenizer_fingerprint hashes.
+TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -154,7 +155,7 @@ def _hub_download(repo: str, revision: str, out: Path, tokenizer_only: bool) -> 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    patterns = list(_TOKENIZER_FILES) + ([] if tokenizer_only else list(_MODEL_PATTERNS))
+    patterns = list(TOKENIZER_FILES) + ([] if tokenizer_only else list(_MODEL_PATTERNS))
 
     def download(allow: list[str]) -> Path:
         try:
@@ -216,7 +217,7 @@ def _copy_local(src: Path, out: Path, tokenizer_only: bool) -> dict[str, Any]:
     for p in sorted(src.iterdir()):
         if not p.is_file():
             continue
-        wanted = p.name in _TOKENIZER_FILES or (
+        wanted = p.name in TOKENIZER_FILES or (
             not tokenizer_only
             and (
                 p.name in ("config.json", "generation_config.json")

@@ -449,31 +449,19 @@ def write_overlap(
         write_json_atomic(stats_path, overlap.stats)
 
 
-_TOKENIZER_FILE_NAMES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-)
-
-
 def tokenizer_fingerprint(spec: str | Path) -> str | None:
     """sha256 over a tokenizer's own files (a directory's tokenizer files, or one tokenizer file):
     what `fit` and `fasttext` compare to refuse an overlap or a fastText model made for another
     tokenizer. None for hub ids and GGUF-only directories (nothing cheap to hash)."""
     import hashlib
 
+    from .fetch import TOKENIZER_FILES
+
     path = Path(str(spec))
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = [path / n for n in _TOKENIZER_FILE_NAMES if (path / n).is_file()]
+        files = [path / n for n in TOKENIZER_FILES if (path / n).is_file()]
     else:
         return None
     if not files:

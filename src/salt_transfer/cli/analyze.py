@@ -22,7 +22,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from ..analysis import analyze
-    from ..weights import resolve_device
     from .common import LOG
 
     record = analyze(
@@ -34,7 +33,7 @@ def run(args) -> None:
         args.out,
         max_sentences=args.max_sentences,
         seed=args.seed,
-        device=str(resolve_device(args.device)),
+        device=args.device,
         config_hash=args.config_hash,
     )
     LOG.info(

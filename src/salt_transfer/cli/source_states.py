@@ -16,7 +16,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from ..analysis import source_states
-    from ..weights import resolve_device
     from .common import LOG
 
     info = source_states(
@@ -24,7 +23,7 @@ def run(args) -> None:
         args.parallel,
         args.out,
         max_sentences=args.max_sentences,
-        device=str(resolve_device(args.device)),
+        device=args.device,
         config_hash=args.config_hash,
     )
     LOG.info("source states: %s -> %s", info, args.out)
