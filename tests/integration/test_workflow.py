@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -113,3 +114,23 @@ def test_snakemake_html_report_builds_and_renders(tiny_run):
     for label in ("Continual pretraining", "Evaluation", "Claims", "Plots"):
         assert label in text, label
     assert "System Message" not in text, "a caption's reStructuredText has an error (docutils message shown)"
+
+
+def test_audit_finds_rows_dropped_from_the_results_table(tiny_run, tmp_path):
+    """A results.csv cut short (no dvc.lock to compare with) is a finding: every evaluation record the
+    workflow wrote must have its rows in the table."""
+    table = (tiny_run / "results/report/results.csv").read_text().splitlines()
+    cut = tiny_run / "results/report/cut.csv"
+    cut.write_text("\n".join(table[:49]) + "\n")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "salt_transfer", "audit", str(cut), "--out", str(tmp_path / "m.tsv")],
+            cwd=tiny_run,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    finally:
+        cut.unlink()
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "rows in results.csv" in proc.stdout + proc.stderr and "missing" in proc.stdout + proc.stderr
