@@ -453,9 +453,17 @@ def _card(args: TrainArguments, metrics: dict[str, Any], card: dict) -> str:
 
     init = _read_json(Path(args.model) / "transplant.json")
     method = init.get("method") or "unknown"
+    # The transferred model's own card says how it was made (the cell name, the method's options,
+    # overlap counts): carry its Transfer table over rather than a thinner summary.
+    transfer = _card_table(Path(args.model) / "README.md", "Transfer") or {
+        "method": method,
+        "target vocabulary": init.get("vocab_size"),
+        "fitted embeddings sha256": init.get("embeddings_sha256"),
+    }
+    name = (transfer.get("method") or method).split(" ")[0].strip("`")
     heldout = ", ".join(f"step {e['step']}: {e['bpb']:.4f}" for e in metrics.get("heldout_bpb", []))
     return model_card(
-        title=f"{card.get('base_model') or 'source LLM'} with a transferred vocabulary ({method}), continually pretrained",
+        title=f"{card.get('base_model') or 'source LLM'} with a transferred vocabulary ({name}), continually pretrained",
         base_model=card.get("base_model"),
         language=card.get("language"),
         license=card.get("license"),
@@ -473,14 +481,24 @@ def _card(args: TrainArguments, metrics: dict[str, Any], card: dict) -> str:
                 "held-out bits per byte (valid split)": heldout or None,
                 "seed": args.seed,
             },
-            "Transfer": {
-                "method": method,
-                "target vocabulary": init.get("vocab_size"),
-                "fitted embeddings sha256": init.get("embeddings_sha256"),
-            },
+            "Transfer": transfer,
             "Provenance (sha256)": {"initial model directory": sha256_tree(args.model)},
         },
     )
+
+
+def _card_table(readme: Path, section: str) -> dict[str, str]:
+    """The two-column table under `## section` of a model card written by modelcard.model_card."""
+    if not readme.is_file():
+        return {}
+    rows, inside = {}, False
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            inside = line[3:].strip() == section
+        elif inside and line.startswith("| ") and not line.startswith("| |") and line.count("|") >= 3:
+            key, value = (cell.strip() for cell in line.strip().strip("|").split("|", 1))
+            rows[key] = value
+    return rows
 
 
 class Preempted(RuntimeError):
