@@ -257,7 +257,9 @@ def _vectors_vectorized(model, words: list[str]) -> np.ndarray:
     return sums * scale[:, None]
 
 
-def token_vectors(model, tokenizer, lookup: str = "token") -> AuxVectors:
+def token_vectors(
+    model, tokenizer, lookup: str = "token", forms: list[TokenForm] | None = None
+) -> AuxVectors:
     """fastText vector of every target token id; rare tokens are flagged, not silently zero.
 
     Token-level models (the default) are looked up for all tokens at once (`_fnv1a_subword_ids`:
@@ -266,7 +268,7 @@ def token_vectors(model, tokenizer, lookup: str = "token") -> AuxVectors:
     """
     if lookup not in LOOKUPS:
         raise InputError(f"aux lookup {lookup!r}: choose one of {LOOKUPS}")
-    forms = canonical_forms(tokenizer)
+    forms = forms if forms is not None else canonical_forms(tokenizer)  # callers that have them pass them
     dim = model.get_dimension()
     vectors = np.zeros((len(forms), dim), dtype=np.float32)
     usable = np.zeros(len(forms), dtype=bool)

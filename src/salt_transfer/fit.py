@@ -141,8 +141,8 @@ def fit_embeddings(
                 f"target tokenizer {tok_path} has {vocab_size(tok)} ids but {overlap} was computed for {n_target}"
             )
         lookup = _aux_lookup(Path(aux), aux_lookup)
-        aux_vectors = token_vectors(load_fasttext(aux), tok, lookup=lookup)
         forms = canonical_forms(tok)
+        aux_vectors = token_vectors(load_fasttext(aux), tok, lookup=lookup, forms=forms)
         rare_new = ~aux_vectors.usable
         rare_new[shared_target] = False
         rare_examples = [render(forms[i]) or f"<id {i}>" for i in rare_new.nonzero().squeeze(1)[:50].tolist()]
@@ -264,7 +264,9 @@ def _mean_direction(rows: torch.Tensor, shared: torch.Tensor, new: torch.Tensor)
         return None
     unit = mean / mean.norm()
     on_shared = float((shared_rows @ unit).mean())
-    on_new = float((rows[new].double() @ unit).mean())
+    # Projections of all rows in their own dtype, then the new ones averaged in float64: a (float64)
+    # copy of the new rows would cost 0.5-1 GB at 250k x 576.
+    on_new = float((rows @ unit.to(rows.dtype))[new].double().mean())
     ratio = on_new / on_shared if on_shared else None
     record = {
         "shared": round(on_shared, 4),

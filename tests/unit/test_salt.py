@@ -146,8 +146,13 @@ def test_near_collinear_supports_use_the_pinv_cutoff():
     torch.testing.assert_close(coeffs.values, want, rtol=1e-6, atol=1e-8)
 
 
-def test_global_gram_and_per_token_paths_agree():
-    """The S x S Gram shortcut (small candidate sets) and the per-token gather give the same numbers."""
+@pytest.mark.parametrize("rhs_rows", [16384, 3], ids=["one-block", "blocks-of-3"])
+def test_global_gram_and_per_token_paths_agree(rhs_rows, monkeypatch):
+    """The S x S Gram shortcut (small candidate sets) and the per-token gather give the same numbers,
+    with the right-hand sides computed in one block or in many."""
+    from salt_transfer.methods import salt as salt_module
+
+    monkeypatch.setattr(salt_module, "_RHS_ROWS", rhs_rows)
     torch.manual_seed(13)
     aux_new, aux_shared = mixed_supports(8, 40, 300, seed=13)
     plm_new, plm_shared = torch.randn(len(aux_new), 20), torch.randn(300, 20)
@@ -238,3 +243,21 @@ def test_norm_cap_bounds_every_new_row_and_leaves_the_rest():
     torch.testing.assert_close(capped.input[problem.shared_target], plain.input[problem.shared_target])
     kept = plain.input[problem.new_ids].double().norm(dim=1) <= cap
     torch.testing.assert_close(capped.input[problem.new_ids][kept], plain.input[problem.new_ids][kept])
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64])
+def test_packed_gram_gathers_the_full_gram_blocks(block):
+    # The packed lower triangle (row blocks of `block`) returns exactly the entries of table @ table.T
+    # for any ascending column lists, including the last row and repeated padding columns.
+    from salt_transfer.methods.salt import PackedGram
+
+    torch.manual_seed(3)
+    table = torch.randn(23, 5, dtype=torch.float64)
+    packed = PackedGram.of(table, block=block)
+    assert len(packed.storage) <= PackedGram.nbytes(23, block=block) // 8
+    full = table @ table.T
+    cols = torch.stack([torch.randperm(23)[:6].sort().values for _ in range(10)])
+    cols[0, -2:] = 22  # padding repeats the last column
+    got = packed.gather(cols)
+    expected = full[cols.unsqueeze(2), cols.unsqueeze(1)]
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

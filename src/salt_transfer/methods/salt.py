@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from ..catalog import SaltOptions
+from ..memory import release_freed_memory
 from ..progress import track
 from .base import LinearRows, MethodResult, TransferProblem, register, support_info
 from .support import DEFAULT_CHUNK_BYTES, SparseRows, sparsemax_support
@@ -54,8 +55,47 @@ _MAX_BATCH = 4096
 # below which a row counts as solved (float64 rounding is ~1e-16; 1e-10 leaves a wide margin).
 _REFINE_STEPS = 2
 _REFINE_TOL = 1e-10
-# Largest Gram matrix of all candidate PLM rows formed at once (S x S float64): S <= 11,585 at 1 GiB.
+# Largest Gram matrix of all candidate PLM rows formed at once, lower triangle only (about
+# S^2 / 2 float64): S <= 16,380 at 1 GiB (multilingual-e5 against SmolLM2: 15.2k candidates).
 _GRAM_BYTES = 1024**3
+# Rows of the packed Gram matrix computed per matrix product.
+_GRAM_BLOCK = 512
+
+
+@dataclass
+class PackedGram:
+    """The lower triangle of table @ table.T (float64), in row blocks: block b holds rows
+    [b B, (b + 1) B) against columns [0, (b + 1) B), so storage is about n^2 / 2 + n B / 2 numbers
+    and entry (i, j), i >= j, sits at row_start[i] + j."""
+
+    storage: torch.Tensor
+    row_start: torch.Tensor  # [n] int64
+
+    @classmethod
+    def of(cls, table: torch.Tensor, block: int = _GRAM_BLOCK) -> PackedGram:
+        n = table.shape[0]
+        block_end = (torch.arange(n, device=table.device) // block + 1) * block
+        width = block_end.clamp(max=n)  # columns stored for each row: up to the end of its block
+        row_start = torch.zeros(n, dtype=torch.long, device=table.device)
+        row_start[1:] = width[:-1].cumsum(0)
+        storage = torch.empty(int(width.sum()), dtype=table.dtype, device=table.device)
+        for r0 in range(0, n, block):
+            r1 = min(n, r0 + block)
+            out = storage[int(row_start[r0]) : int(row_start[r0]) + (r1 - r0) * r1].view(r1 - r0, r1)
+            torch.mm(table[r0:r1], table[:r1].T, out=out)
+        return cls(storage, row_start)
+
+    @staticmethod
+    def nbytes(n: int, block: int = _GRAM_BLOCK) -> int:
+        return (n * (n + 1) // 2 + n * block // 2) * 8
+
+    def gather(self, cols: torch.Tensor) -> torch.Tensor:
+        """[B, k, k] Gram blocks of the column lists `cols` [B, k], each ascending."""
+        lower = self.row_start[cols].unsqueeze(2) + cols.unsqueeze(1)  # (p, q) right for p >= q
+        k = cols.shape[1]
+        below = torch.ones(k, k, dtype=torch.bool, device=cols.device).tril()
+        flat = torch.where(below, lower, lower.transpose(1, 2)).view(-1)
+        return self.storage.index_select(0, flat).view(*cols.shape, k)
 
 
 @dataclass
@@ -143,6 +183,36 @@ def _solve_gram(
     return out
 
 
+# Rows of the new tokens' PLM matrix turned to float64 at a time for the right-hand sides.
+_RHS_ROWS = 16384
+
+
+def _support_products(
+    indptr: torch.Tensor, indices: torch.Tensor, plm_new: torch.Tensor, p64: torch.Tensor
+) -> torch.Tensor:
+    """<plm_shared[j], plm_new[t]> in float64 for every (t, j) of the support pattern, in CSR order:
+    one sampled dense-dense product per block of rows (no float64 copy of all new rows)."""
+    n_rows = len(indptr) - 1
+    out = torch.empty(len(indices), dtype=torch.float64, device=p64.device)
+    for r0 in range(0, n_rows, _RHS_ROWS):
+        r1 = min(n_rows, r0 + _RHS_ROWS)
+        lo, hi = int(indptr[r0]), int(indptr[r1])
+        if hi == lo:
+            continue
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            pattern = torch.sparse_csr_tensor(
+                indptr[r0 : r1 + 1] - lo,
+                indices[lo:hi],
+                torch.zeros(hi - lo, dtype=torch.float64, device=p64.device),
+                size=(r1 - r0, p64.shape[0]),
+                check_invariants=False,
+            )
+            block = plm_new[r0:r1].to(device=p64.device, dtype=torch.float64)
+            out[lo:hi] = torch.sparse.sampled_addmm(pattern, block, p64.T, beta=0.0).values()
+    return out
+
+
 def _batches(sorted_sizes: torch.Tensor, ht: int, row_bytes, batch_bytes: int) -> list[tuple[int, int]]:
     """Split tokens sorted by support size into padded batches within a memory budget, never mixing
     the two Gram orientations (k <= ht, k > ht)."""
@@ -177,10 +247,12 @@ def min_norm_coefficients(
     relative one of your choosing; `ridge` > 0 solves c (A A^T + lambda I) = e A^T instead, with
     lambda = ridge x the mean squared norm of the support's PLM rows (scale-free).
 
-    When the Gram matrix of all S candidate PLM rows fits in `gram_bytes` (S^2 x 8 B), it is formed
-    once with one large GEMM and every token's k x k Gram is gathered from it, and the right-hand
-    sides <A_j, e_t> come from one sampled dense-dense product over the support pattern; otherwise
-    each token's rows are gathered and multiplied in batches. Both give the same numbers.
+    When the lower triangle of the Gram matrix of all S candidate PLM rows fits in `gram_bytes`
+    (about S^2 / 2 x 8 B, `PackedGram`), it is formed once by block matrix products and every
+    token's k x k Gram is gathered from it (supports list their columns in ascending order, so the
+    lower triangle of each is a direct read), and the right-hand sides <A_j, e_t> come from one
+    sampled dense-dense product over the support pattern; otherwise each token's rows are gathered
+    and multiplied in batches. Both give the same numbers to float64 rounding (sums in another order).
     """
     device = plm_shared.device
     n_shared, ht = plm_shared.shape
@@ -195,23 +267,20 @@ def min_norm_coefficients(
     stats = SolveStats()
     order = torch.argsort(sizes, stable=True)
     sorted_sizes = sizes[order]
-    use_gram = n_shared * n_shared * 8 <= gram_bytes and nnz > 0 and bool((sizes <= ht).any())
+    # Columns ascend within each support (CSR from `sparsemax_support`); the packed Gram relies on it.
+    ascending = True
+    if nnz > 1:
+        starts = torch.zeros(nnz, dtype=torch.bool, device=device)
+        starts[indptr[:-1][sizes > 0]] = True
+        ascending = bool(((indices[1:] > indices[:-1]) | starts[1:]).all())
+    use_gram = (
+        PackedGram.nbytes(n_shared + 1) <= gram_bytes and nnz > 0 and ascending and bool((sizes <= ht).any())
+    )
     if use_gram:
         # Through the zero row of `table`, row and column S of the Gram are zero: padded slots
-        # gather zeros without masking.
-        gram_all = table @ table.T
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            pattern = torch.sparse_csr_tensor(
-                indptr,
-                indices,
-                torch.zeros(nnz, dtype=torch.float64, device=device),
-                size=(support.n_rows, n_shared),
-                check_invariants=False,
-            )
-            rhs_all = torch.sparse.sampled_addmm(
-                pattern, plm_new.to(device=device, dtype=torch.float64), p64.T, beta=0.0
-            ).values()
+        # (column S, the largest, so they stay in ascending order) gather zeros without masking.
+        gram_all = PackedGram.of(table)
+        rhs_all = _support_products(indptr, indices, plm_new, p64)
         rhs_all = torch.cat([rhs_all, torch.zeros(1, dtype=torch.float64, device=device)])  # slot nnz: 0
 
     def row_bytes(k: int) -> int:
@@ -239,8 +308,7 @@ def min_norm_coefficients(
             return ridge * gram.diagonal(dim1=1, dim2=2).sum(1) / k.to(torch.float64)
 
         if k_max <= ht and use_gram:
-            flat = (cols.unsqueeze(2) * (n_shared + 1) + cols.unsqueeze(1)).view(-1)
-            gram = gram_all.view(-1).index_select(0, flat).view(len(rows), k_max, k_max)
+            gram = gram_all.gather(cols)
             rhs = rhs_all[torch.where(real, pos, torch.full_like(pos, nnz))]
             c = _solve_gram(gram, rhs, rtol, real, local, lam(gram))
         else:
@@ -292,6 +360,7 @@ def salt_coefficients(
         bar=progress,
     )
     phases = {"neighbours_s": time.perf_counter() - clock}
+    release_freed_memory()
     clock = time.perf_counter()
     coeffs, stats = min_norm_coefficients(
         support,
@@ -304,6 +373,7 @@ def salt_coefficients(
         ridge=opts.ridge,
     )
     phases["least_squares_s"] = time.perf_counter() - clock
+    release_freed_memory()  # the workers' per-batch temporaries (about 1 GB of RSS otherwise)
     return coeffs, stats, phases
 
 
@@ -428,7 +498,8 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     # their supports are, before any norm cap.
     clock = time.perf_counter()
     if len(scored):
-        norms = torch.linalg.vector_norm(result.input[scored].double(), dim=1)
+        # Norms of all rows, then the fitted ones: indexing first would copy 0.5 GB at 213k x 576.
+        norms = torch.linalg.vector_norm(result.input, dim=1, dtype=torch.float64)[scored]
         g = problem.generator(7)
         sample = torch.randperm(len(scored), generator=g)[:_COND_SAMPLE]
         conds = [c for c in support_conditioning(coeffs, plm_cand, sample) if c is not None]
