@@ -261,3 +261,23 @@ def test_packed_gram_gathers_the_full_gram_blocks(block):
     got = packed.gather(cols)
     expected = full[cols.unsqueeze(2), cols.unsqueeze(1)]
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_support_conditioning_batched_by_size_equals_one_svd_per_token():
+    from salt_transfer.methods.salt import support_conditioning
+
+    torch.manual_seed(5)
+    aux_new, aux_shared = mixed_supports(8, 30, 200, seed=5)
+    support = sparsemax_support(aux_new, aux_shared)
+    plm_cand = torch.randn(200, 12)
+    plm_cand[7] = plm_cand[3]  # a duplicated row makes some supports singular
+    rows = torch.tensor([5, 0, 3, 5, len(aux_new) - 1])
+    got = support_conditioning(support, plm_cand, rows)
+    for value, i in zip(got, rows.tolist()):
+        lo, hi = int(support.indptr[i]), int(support.indptr[i + 1])
+        sigma = torch.linalg.svdvals(plm_cand[support.indices[lo:hi]].double())
+        want = float(sigma[0] / sigma[-1]) if float(sigma[-1]) > 0 else None
+        if want is None or value is None:
+            assert value is None or value > 1e12
+        else:
+            assert value == pytest.approx(want, rel=1e-9)
