@@ -271,8 +271,8 @@ def markdown(runs: dict[str, dict]) -> str:
         f"fp32 matmul {rates['float32'] / 1e9:.0f} G multiply-adds/s, fp64 {rates['float64'] / 1e9:.0f} G/s, "
         f"copy bandwidth {rates['bandwidth'] / 1e9:.1f} GB/s.",
         "",
-        "| code | method | wall (s) | peak RSS (MiB) | fitted / candidates | phases (s), measured [floor] |",
-        "|---|---|---|---|---|---|",
+        "| code | method | device | wall (s) | peak RSS (MiB) | fitted / candidates | phases (s), measured [floor] |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, r in runs.items():
         for method, f in r["fits"].items():
@@ -284,7 +284,8 @@ def markdown(runs: dict[str, dict]) -> str:
             )
             s = fit.get("n_candidates") or fit["n_shared"]
             lines.append(
-                f"| {label} ({r['git']}) | {method} | {f['wall_s']:.1f} | {f['peak_rss_mib']:.0f} | "
+                f"| {label} ({r['git']}) | {method} | {fit.get('device', '?')} | {f['wall_s']:.1f} | "
+                f"{f['peak_rss_mib']:.0f} | "
                 f"{fit['n_fitted']:,} / {s:,} | {phases} |"
             )
     lines += [
@@ -293,6 +294,11 @@ def markdown(runs: dict[str, dict]) -> str:
         "N_fit x k_mean^2 x 384 at the fp64 rate; FOCUS's weighted sums N_fit x k_mean x 576 at the fp32 "
         f"rate; fastText lookups 250,002 tokens x {next(iter(runs.values()))['subwords_per_token']:.1f} input "
         "rows x 100 floats read at the copy bandwidth.",
+        "",
+        "Every phase runs on the device in the device column (fit.json's `device`; `--device cpu` here). "
+        "The floor of the aux-vector phase counts only the gather of fastText rows; the phase is spent "
+        "loading the 250k-entry tokenizer, building every token's canonical form (Python) and hashing "
+        "its character n-grams (numpy); a profile put about 1.5 s, 2.9 s and 1.5 s on these.",
         "",
         "Targets (issue #12): whole `fit --method salt` <= 30 s and <= 4 GB peak RSS; `focus` <= 20 s.",
     ]
