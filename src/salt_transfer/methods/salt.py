@@ -417,13 +417,21 @@ _COND_SAMPLE = 2000
 _LARGEST = 12  # the largest new rows listed in fit.json
 
 
+# cond(A) from the eigenvalues of the Gram matrix is accurate to ~1e-15 (relative) while
+# lambda_min / lambda_max stays above this; below it the token's singular values are computed.
+_GRAM_COND_FLOOR = 1e-12
+
+
 def support_conditioning(
     coeffs: SparseRows, plm_cand: torch.Tensor, rows: torch.Tensor
 ) -> list[float | None]:
     """cond(A) = sigma_max / sigma_min of the PLM rows of each listed token's support (None: singular).
 
-    Tokens with the same support size share one batched SVD (one call per size instead of one per
-    token: 2,000 sampled tokens took 2.1 s one by one at k ~ 47, ht = 384)."""
+    Tokens with the same support size are done together, through the eigenvalues of the smaller
+    Gram matrix (A A^T or A^T A, float64): sigma = sqrt(lambda), 0.3 ms a token at k = 47, ht = 768,
+    against about 1 ms for one SVD per token at ht = 384 (22 ms in torch's batched SVD). Supports too
+    ill-conditioned for the squared spectrum (lambda_min / lambda_max < 1e-12) get their singular
+    values computed directly."""
     rows = rows.cpu()
     out: list[float | None] = [None] * len(rows)
     sizes = coeffs.sizes()[rows]
@@ -433,9 +441,16 @@ def support_conditioning(
         at = (sizes == k).nonzero().squeeze(1)
         starts = coeffs.indptr[rows[at]].unsqueeze(1) + torch.arange(k)
         a = plm_cand[coeffs.indices[starts].to(plm_cand.device)].double()  # [n, k, ht]
-        sigma = torch.linalg.svdvals(a).cpu()
+        gram = a @ a.mT if k <= a.shape[2] else a.mT @ a
+        lam = torch.linalg.eigvalsh(gram)  # ascending
+        cond = (lam[:, -1] / lam[:, 0]).sqrt()
+        direct = (~(lam[:, 0] > _GRAM_COND_FLOOR * lam[:, -1])).nonzero().squeeze(1)
+        values = cond.cpu().tolist()
+        for d in direct.tolist():  # one by one: torch's batched svdvals is far slower (22 ms a token)
+            sigma = torch.linalg.svdvals(a[d]).cpu()
+            values[d] = float(sigma[0] / sigma[-1]) if float(sigma[-1]) > 0 else None
         for j, i in enumerate(at.tolist()):
-            out[i] = float(sigma[j, 0] / sigma[j, -1]) if float(sigma[j, -1]) > 0 else None
+            out[i] = values[j]
     return out
 
 
