@@ -1,6 +1,7 @@
 """Benchmark SALT and FOCUS fitting at realistic vocabulary sizes, offline, in one run.
 
     bash bench/setup.sh && .venv/bin/python bench/bench_fit.py          # writes bench/RESULTS.md
+    .venv/bin/python bench/bench_fit.py --rows-only                     # only the whole-command rows
 
 Inputs (built under bench/work/, reused when present):
   * target corpus: the Reina-Valera 1909 Bible + the Spanish Debian Reference (real Spanish, 4.7 MB);
@@ -338,7 +339,61 @@ def deepfocus_reference(p: dict, hs: int, n_target: int, fitted: torch.Tensor) -
 # ----------------------------------------------------------------------------------------------
 
 
+def rows_only() -> None:
+    """`--rows-only`: the whole-command rows (SALT and FOCUS fits, 32k target, Llama-3 source at
+    hs 2048 and 4096) again, medians of REPEATS interleaved runs, into their own section."""
+    text = corpus()
+    plm32 = target_plm(32000, text)
+    aux32 = fasttext(plm32, text)
+    llama = WORK / "npm/llama3/package/models"
+    lines = [
+        "## Whole fit commands, re-measured (`bench/bench_fit.py --rows-only`)",
+        "",
+        f"Run on {time.strftime('%Y-%m-%d')} at commit {_git_head()}: {os.cpu_count()} CPU cores, torch "
+        f"{torch.__version__}; the whole-command rows of the table above (same inputs), each the median of "
+        f"{REPEATS} interleaved runs in fresh processes. Phases from the median SALT run's fit.json.",
+        "",
+        "| run | source | hs | target | wall (s) | peak RSS (MiB) | SALT phases (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for hs in (2048, 4096):
+        llm = source_llm(llama, "llama3", hs)
+        ov = overlap(plm32, llm)
+        runs: dict[str, list] = {"salt": [], "focus": []}
+        for repeat in range(REPEATS):
+            log(f"hs={hs} repetition {repeat + 1}/{REPEATS}: SALT and FOCUS fits")
+            for method in runs:
+                run, report, _ = fit(method, llm, plm32, ov, aux32, f"rows_{hs}")
+                runs[method].append({**run, "report": report})
+        for method, got in runs.items():
+            got.sort(key=lambda r: r["wall_s"])
+            mid = got[len(got) // 2]
+            phases = mid["report"].get("phases") or {}
+            shown = (
+                ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in phases.items())
+                if method == "salt"
+                else ""
+            )
+            lines.append(
+                f"| {method} fit | Llama-3 (128,256) | {hs} | 32k | {mid['wall_s']:.1f} | "
+                f"{max(r['peak_rss_mib'] for r in got):.0f} | {shown} |"
+            )
+    lines += ["", "Target (issue #12): the hs 4096 SALT row <= 10 s (19.1 s in the full run above)."]
+    write_section(ROOT / "RESULTS.md", "fit_rows", "\n".join(lines))
+    log("wrote the fit_rows section of bench/RESULTS.md")
+
+
+def _git_head() -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return proc.stdout.strip() or "?"
+
+
 def main() -> None:
+    if "--rows-only" in sys.argv[1:]:
+        rows_only()
+        return
     from safetensors.torch import load_file
 
     WORK.mkdir(parents=True, exist_ok=True)

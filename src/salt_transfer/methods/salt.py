@@ -532,7 +532,9 @@ def fit(problem: TransferProblem, opts: SaltOptions) -> MethodResult:
     clock = time.perf_counter()
     if len(scored):
         # Norms of all rows, then the fitted ones: indexing first would copy 0.5 GB at 213k x 576.
-        norms = torch.linalg.vector_norm(result.input, dim=1, dtype=torch.float64)[scored]
+        # In the rows' float32 (relative error ~1e-7, plenty for a diagnostic): torch's float64
+        # `dtype=` path is 50x slower (0.7 s at 32k x 4096).
+        norms = torch.linalg.vector_norm(result.input, dim=1).double()[scored]
         g = problem.generator(7)
         sample = torch.randperm(len(scored), generator=g)[:_COND_SAMPLE]
         conds = [c for c in support_conditioning(coeffs, plm_cand, sample) if c is not None]
