@@ -236,8 +236,19 @@ def _git(code: Path) -> str:
     proc = subprocess.run(
         ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     )
+    # The results file this script rewrites does not make the code dirty.
     dirty = subprocess.run(
-        ["git", "-C", str(code), "status", "--porcelain", "--untracked-files=no"],
+        [
+            "git",
+            "-C",
+            str(code),
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!bench/RESULTS.md",
+        ],
         capture_output=True,
         text=True,
     ).stdout.strip()
