@@ -46,7 +46,7 @@ LOOP_SAMPLE = 100  # tokens timed per repetition of the per-token reference loop
 REPEATS = 3  # each timing is the median of this many interleaved repetitions (this machine is noisy)
 
 sys.path.insert(0, str(ROOT.parent / "src"))
-from results_md import write_section  # noqa: E402
+from results_md import git_version, write_section  # noqa: E402
 from salt_transfer.fasttext_vectors import load_fasttext, token_vectors  # noqa: E402
 from salt_transfer.methods.support import sparsemax_support  # noqa: E402
 from salt_transfer.tokens import load_tokenizer, read_overlap  # noqa: E402
@@ -349,7 +349,7 @@ def rows_only() -> None:
     lines = [
         "## Whole fit commands, re-measured (`bench/bench_fit.py --rows-only`)",
         "",
-        f"Run on {time.strftime('%Y-%m-%d')} at commit {_git_head()}: {os.cpu_count()} CPU cores, torch "
+        f"Run on {time.strftime('%Y-%m-%d')} at commit {git_version(ROOT.parent)}: {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}; the whole-command rows of the table above (same inputs), each the median of "
         f"{REPEATS} interleaved runs in fresh processes. Phases from the median SALT run's fit.json.",
         "",
@@ -381,13 +381,6 @@ def rows_only() -> None:
     lines += ["", "Target (issue #12): the hs 4096 SALT row <= 10 s (19.1 s in the full run above)."]
     write_section(ROOT / "RESULTS.md", "fit_rows", "\n".join(lines))
     log("wrote the fit_rows section of bench/RESULTS.md")
-
-
-def _git_head() -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return proc.stdout.strip() or "?"
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ SPLIT = '{"by": "book", "valid": ["Ruth", "Jonah"], "test": ["Mark", "James"]}'
 FASTTEXT = ["--dim", "100", "--epochs", "3", "--min-count", "10", "--bucket", "200000"]
 
 sys.path.insert(0, str(ROOT))
-from results_md import write_section  # noqa: E402
+from results_md import git_version, write_section  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -193,7 +193,7 @@ def run(code: Path, label: str) -> dict:
     out = WORK / label
     out.mkdir(parents=True, exist_ok=True)
     overlap, aux = made["overlap"], made["aux"]
-    result = {"label": label, "code": str(code), "git": _git(code), "fits": {}}
+    result = {"label": label, "code": str(code), "git": git_version(code), "fits": {}}
     for method in ("salt", "focus"):
         emb, report = out / f"{method}.safetensors", out / f"{method}.json"
         for stale in (emb, report, Path(f"{emb}.meta.json"), Path(f"{report}.meta.json")):
@@ -230,29 +230,6 @@ def run(code: Path, label: str) -> dict:
         log(f"{label}: {method} {measured['wall_s']:.1f} s, {measured['peak_rss_mib']:.0f} MiB")
     result["subwords_per_token"] = subwords_per_token(aux, paths["plm"])
     return result
-
-
-def _git(code: Path) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    # The results file this script rewrites does not make the code dirty.
-    dirty = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(code),
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-            "--",
-            ".",
-            ":!bench/RESULTS.md",
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return (proc.stdout.strip() or "?") + ("+dirty" if dirty else "")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 
@@ -16,3 +17,27 @@ def write_section(path: Path, name: str, text: str) -> None:
     else:
         current = current.rstrip("\n") + ("\n\n" if current else "") + block + "\n"
     path.write_text(current)
+
+
+def git_version(code: Path) -> str:
+    """Short commit of the checkout `code`, with "+dirty" when tracked files differ from it (the
+    results file the benchmarks rewrite does not count)."""
+    head = subprocess.run(
+        ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(code),
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!bench/RESULTS.md",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return (head or "?") + ("+dirty" if dirty else "")

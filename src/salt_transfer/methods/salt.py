@@ -255,9 +255,10 @@ def min_norm_coefficients(
     When the lower triangle of the Gram matrix of all S candidate PLM rows fits in `gram_bytes`
     (about S^2 / 2 x 8 B, `PackedGram`), it is formed once by block matrix products and every
     token's k x k Gram is gathered from it (supports list their columns in ascending order, so the
-    lower triangle of each is a direct read), and the right-hand sides <A_j, e_t> come from one
-    sampled dense-dense product over the support pattern; otherwise each token's rows are gathered
-    and multiplied in batches. Both give the same numbers to float64 rounding (sums in another order).
+    lower triangle of each is a direct read), and the right-hand sides <A_j, e_t> come from sampled
+    dense-dense products over the support pattern, a block of rows at a time; otherwise each token's
+    rows are gathered and multiplied in batches. Both give the same numbers to float64 rounding (sums
+    in another order).
     """
     device = plm_shared.device
     n_shared, ht = plm_shared.shape

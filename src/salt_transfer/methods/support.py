@@ -111,8 +111,8 @@ def _chunked(
 ):
     """Yield (start, cosine similarity chunk [rows, n_shared] float32).
 
-    Every chunk is written into one buffer (valid until the next chunk is asked for): a fresh 32 MiB
-    output per chunk costs page faults that took as long as the product itself (sys time, 2 cores).
+    Every chunk is written into one buffer (valid until the next chunk is asked for), so the
+    product does not touch fresh pages for each chunk.
     """
     a_new, a_shared = normalize_rows(aux_new.float()), normalize_rows(aux_shared.float())
     shared_t = a_shared.T.contiguous()
