@@ -26,10 +26,14 @@ def textbook_omp(e: torch.Tensor, atoms: torch.Tensor, k: int) -> tuple[list[int
     return picked, coef
 
 
-@pytest.mark.parametrize("gram_bytes", [512 * 1024**2, 0], ids=["gram", "rows"])
-@pytest.mark.parametrize("ht,s,k", [(16, 40, 5), (12, 30, 12), (32, 200, 20)])
+# The two pursuits: Batch-OMP through the S x S Gram matrix (compiled, CPU) and explicit residuals.
+PURSUITS = pytest.mark.parametrize("gram_bytes", [512 * 1024**2, 0], ids=["gram", "residual"])
+
+
+@PURSUITS
+@pytest.mark.parametrize("ht,s,k", [(16, 40, 5), (12, 30, 12), (32, 200, 20), (24, 1100, 9)])
 def test_same_anchors_and_coefficients_as_textbook_omp(ht, s, k, gram_bytes, monkeypatch):
-    """Both ways of getting the new anchor's inner products (the S x S Gram matrix, or the rows)."""
+    """Both pursuits; S = 1,100 spans three blocks of the compiled loop's S axis, the last one partial."""
     monkeypatch.setattr(omp_module, "_GRAM_BYTES", gram_bytes)
     g = torch.Generator().manual_seed(ht + s + k)
     atoms = torch.randn(s, ht, generator=g, dtype=torch.float64)
@@ -42,7 +46,9 @@ def test_same_anchors_and_coefficients_as_textbook_omp(ht, s, k, gram_bytes, mon
         torch.testing.assert_close(got.values[lo:hi], want_coef, rtol=1e-8, atol=1e-10)
 
 
-def test_batches_do_not_change_the_result():
+@PURSUITS
+def test_batches_do_not_change_the_result(gram_bytes, monkeypatch):
+    monkeypatch.setattr(omp_module, "_GRAM_BYTES", gram_bytes)
     g = torch.Generator().manual_seed(3)
     atoms, targets = torch.randn(300, 24, generator=g), torch.randn(150, 24, generator=g)
     one = omp_coefficients(targets, atoms, 16)
@@ -51,8 +57,25 @@ def test_batches_do_not_change_the_result():
     torch.testing.assert_close(one.values, small.values, rtol=1e-12, atol=1e-12)
 
 
-def test_stops_when_the_next_anchor_is_dependent():
+def test_compiled_pursuit_does_not_depend_on_the_thread_count():
+    """Each token's loop is sequential: 1 or 2 threads give the same bytes."""
+    g = torch.Generator().manual_seed(5)
+    atoms, targets = torch.randn(700, 32, generator=g), torch.randn(40, 32, generator=g)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = omp_coefficients(targets, atoms, 24)
+        torch.set_num_threads(2)
+        two = omp_coefficients(targets, atoms, 24)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.indices, two.indices) and torch.equal(one.values, two.values)
+
+
+@PURSUITS
+def test_stops_when_the_next_anchor_is_dependent(gram_bytes, monkeypatch):
     """k larger than the rank: a token whose residual reaches 0 stops with an exact reconstruction."""
+    monkeypatch.setattr(omp_module, "_GRAM_BYTES", gram_bytes)
     g = torch.Generator().manual_seed(0)
     atoms = torch.randn(10, 4, generator=g, dtype=torch.float64)
     targets = torch.randn(3, 4, generator=g, dtype=torch.float64)
