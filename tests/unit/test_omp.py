@@ -106,6 +106,7 @@ def test_registered_method_applies_the_coefficients_to_the_llm_rows():
     head_shared = problem.source_out.shared.double()
     torch.testing.assert_close(result.output[new_ids].double(), dense @ head_shared, rtol=1e-5, atol=1e-5)
     assert result.info["k"]["max"] == 6 and "n_candidates" in result.info
+    assert result.info["pursuit"] == "gram"  # CPU, a Gram matrix of a few kB
     with pytest.raises(InputError, match="needs the PLM"):
         problem.plm = None
         run("omp", problem)

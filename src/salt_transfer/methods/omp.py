@@ -122,6 +122,11 @@ def _batch_size(n: int, batch_bytes: int, per_token: int) -> int:
     return max(1, min(n, _MAX_BATCH, max(_MIN_BATCH, batch_bytes // per_token)))
 
 
+def pursuit_for(n_shared: int, device: torch.device) -> str:
+    """Which pursuit omp_coefficients runs: "gram" (compiled Batch-OMP) or "residual"."""
+    return "gram" if device.type == "cpu" and n_shared * n_shared * 8 <= _GRAM_BYTES else "residual"
+
+
 def omp_coefficients(
     targets: torch.Tensor, atoms: torch.Tensor, k: int, batch_bytes: int = _BATCH_BYTES
 ) -> SparseRows:
@@ -137,7 +142,7 @@ def omp_coefficients(
     picked_all = torch.zeros(n, k, dtype=torch.long)
     gamma_all = torch.zeros(n, k, dtype=torch.float64)
     count_all = torch.zeros(n, dtype=torch.long)
-    if device.type == "cpu" and s * s * 8 <= _GRAM_BYTES:
+    if pursuit_for(s, device) == "gram":
         from .omp_kernel import gram_pursuit  # numba: imported only where OMP runs
 
         a32_t = atoms.to(torch.float32).T.contiguous()
@@ -200,6 +205,8 @@ def fit(problem: TransferProblem, opts: OmpOptions) -> MethodResult:
     c_abs = coeffs.values.abs()
     info = {
         "n_candidates": len(problem.shared_target),
+        # "gram": Batch-OMP through the shared rows' Gram matrix (CPU); "residual": explicit residuals.
+        "pursuit": pursuit_for(len(problem.shared_target), torch.device(dev)),
         **support_info(coeffs),
         "coefficients": {
             "mean_abs": float(c_abs.mean()) if len(c_abs) else None,
