@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from salt_transfer.methods import support
 from salt_transfer.methods.support import (
     SparseRows,
     sparsemax_sorted,
     sparsemax_support,
-    top_window,
     topk_softmax_support,
 )
 
@@ -91,35 +88,3 @@ def test_csr_matmul_equals_dense_product():
     rows.matmul(b, out=out, out_rows=torch.arange(25) + 5)
     torch.testing.assert_close(out[5:], dense(rows).double() @ b)
     assert not out[:5].any()
-
-
-@pytest.mark.parametrize("m", [1, 7, 64, 129, 700])
-def test_top_window_has_torch_topk_values_and_ties_by_index(m):
-    """The compiled top-m (CPU): torch.topk's values in the same order; equal values by index. Rows
-    with many ties (quarter steps) and rows shorter than 64 x m (smaller groups)."""
-    g = torch.Generator().manual_seed(m)
-    rows = torch.cat(
-        [torch.randn(20, 3000, generator=g), (torch.randn(20, 3000, generator=g) * 4).round() / 4]
-    )
-    rows[:5, 100:300] = 0.5
-    vals, idx = top_window(rows, m)
-    want_vals, _ = rows.topk(m, dim=1, sorted=True)
-    assert torch.equal(vals, want_vals)
-    assert torch.equal(rows.gather(1, idx), vals)
-    same = vals[:, 1:] == vals[:, :-1]
-    assert (m == 1 or same.any()) and (idx[:, 1:][same] > idx[:, :-1][same]).all()
-
-
-def test_neighbour_supports_are_the_same_bytes_with_torch_topk(monkeypatch):
-    """The compiled top-m changes no support or weight, exact ties included (duplicated rows)."""
-    g = torch.Generator().manual_seed(7)
-    aux_shared = torch.randn(900, 12, generator=g)
-    aux_new = torch.randn(300, 12, generator=g)
-    aux_new[:40] = aux_shared[:40]
-    aux_shared[40:60] = aux_shared[60:80]  # equal similarities for every new token
-    ours = sparsemax_support(aux_new, aux_shared, k_init=8), topk_softmax_support(aux_new, aux_shared, k=5)
-    monkeypatch.setattr(support, "top_window", lambda rows, m: rows.topk(m, dim=1, sorted=True))
-    theirs = sparsemax_support(aux_new, aux_shared, k_init=8), topk_softmax_support(aux_new, aux_shared, k=5)
-    for a, b in zip(ours, theirs):
-        assert torch.equal(a.indptr, b.indptr) and torch.equal(a.values, b.values)
-    assert torch.equal(ours[0].indices, theirs[0].indices)
