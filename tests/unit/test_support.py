@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from salt_transfer.methods import support
 from salt_transfer.methods.support import (
     SparseRows,
     sparsemax_sorted,
@@ -88,3 +90,38 @@ def test_csr_matmul_equals_dense_product():
     rows.matmul(b, out=out, out_rows=torch.arange(25) + 5)
     torch.testing.assert_close(out[5:], dense(rows).double() @ b)
     assert not out[:5].any()
+
+
+@pytest.mark.parametrize(
+    "n_new,n_shared,dim,k_init",
+    [(400, 900, 12, 8), (300, 2000, 30, 128), (200, 300, 4, 2), (60, 50, 8, 128)],
+    ids=["windows-grow", "wide-window", "crowded", "fewer-shared-than-window"],
+)
+def test_compiled_sparsemax_is_the_same_bytes_as_the_windowed_path(n_new, n_shared, dim, k_init):
+    """The compiled threshold search against torch.topk windows: same supports, weights and count of
+    rows whose support fills the first window; exact ties included (duplicated rows)."""
+    g = torch.Generator().manual_seed(n_new + dim)
+    aux_shared = torch.randn(n_shared, dim, generator=g)
+    aux_new = torch.randn(n_new, dim, generator=g)
+    aux_new[:20] = aux_shared[:20]
+    aux_shared[30:40] = aux_shared[40:50]  # equal similarities for every new token
+    chunk = 4 * n_shared * 37  # 37-row chunks, the last one partial
+    ours = sparsemax_support(aux_new, aux_shared, k_init=k_init, chunk_bytes=chunk)
+    theirs = sparsemax_support(aux_new, aux_shared, k_init=k_init, chunk_bytes=chunk, compiled=False)
+    assert torch.equal(ours.indptr, theirs.indptr) and torch.equal(ours.indices, theirs.indices)
+    assert torch.equal(ours.values, theirs.values) and ours.enlarged == theirs.enlarged
+
+
+def test_compiled_sparsemax_leaves_rows_it_cannot_bound_to_the_windows(monkeypatch):
+    """Supports wider than the compiled path's output go to the windowed path; so does a NaN input."""
+    monkeypatch.setattr(support, "_KERNEL_WIDTH", 4)
+    torch.manual_seed(4)
+    base = torch.randn(1, 8)
+    aux_shared, aux_new = base + 0.05 * torch.randn(300, 8), base + 0.05 * torch.randn(40, 8)
+    rows = sparsemax_support(aux_new, aux_shared, k_init=2)
+    expected = torch.stack([full_sparsemax(s) for s in cosine(aux_new, aux_shared)])
+    torch.testing.assert_close(dense(rows), expected)
+    assert int(rows.sizes().max()) > 4
+    aux_new[3, 0] = float("nan")
+    with_nan = sparsemax_support(aux_new, aux_shared, k_init=2)
+    torch.testing.assert_close(dense(with_nan)[4:], expected[4:])
