@@ -26,7 +26,7 @@ from .errors import InputError
 from .fasttext_vectors import load_fasttext, token_vectors
 from .methods import SourceRows, TransferProblem, get_method
 from .options import from_mapping
-from .provenance import Meta, atomic_path, check_output, meta_path, write_json_atomic
+from .provenance import Meta, atomic_path, check_output, meta_path, prefetch_digests, write_json_atomic
 from .tokens import canonical_forms, check_made_for, load_tokenizer, read_overlap, render, vocab_size
 from .weights import embedding_layout, resolve_device, write_safetensors
 
@@ -97,6 +97,8 @@ def fit_embeddings(
         raise InputError(f"method {method} needs the PLM's embeddings: pass --plm DIR")
     if "aux" in spec.needs and aux is None:
         raise InputError(f"method {method} needs auxiliary vectors: pass --aux fasttext.bin")
+    # The sidecar records the inputs' digests: start reading them now, beside the set-up.
+    prefetch_digests([source_model, overlap, plm, aux, target_tokenizer])
     table, sizes = read_overlap(overlap)
     tok_path = target_tokenizer or plm
     n_target, n_source = int(sizes["n_target"]), int(sizes["n_source"])

@@ -27,8 +27,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -51,21 +53,71 @@ _OWN_DIR_MARKERS = ("manifest.json",)
 # mtime, while any later rewrite of an older file changes it.
 _DIGESTS: dict[tuple, str] = {}
 _SETTLED_S = 2.0
+# Digests being computed by `prefetch_digests`' thread: a caller wanting one of them waits for it.
+_IN_FLIGHT: dict[tuple, Future] = {}
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def _digest_key(path: str | os.PathLike, algorithm: str) -> tuple:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, algorithm)
+
+
+def prefetch_digests(paths: Iterator[str | os.PathLike | None] | list) -> None:
+    """Start hashing these inputs (files or directory trees) in a background thread, so the sidecar
+    written at the end finds their digests ready: hashing a 2 GB source model took 1.5 s of a 14 s
+    fit, while most of a fit's set-up runs on one core (hashlib releases the GIL). Missing paths are
+    skipped (the command reports them itself)."""
+    files = []
+    for p in paths:
+        if p is None or not os.path.exists(p):
+            continue
+        root = Path(p)
+        files += [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+    todo = []
+    with _IN_FLIGHT_LOCK:
+        for f in files:
+            key = _digest_key(f, "sha256")
+            if key not in _DIGESTS and key not in _IN_FLIGHT:
+                _IN_FLIGHT[key] = Future()
+                todo.append((f, key))
+    if todo:
+        threading.Thread(target=_hash_all, args=(todo,), daemon=True, name="prefetch-digests").start()
+
+
+def _hash_all(todo: list[tuple[Path, tuple]]) -> None:
+    for path, key in todo:
+        future = _IN_FLIGHT[key]
+        try:
+            future.set_result(_read_digest(path, key))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            future.set_exception(exc)
+        finally:
+            with _IN_FLIGHT_LOCK:
+                _IN_FLIGHT.pop(key, None)
+
+
+def _read_digest(path: str | os.PathLike, key: tuple) -> str:
+    h = hashlib.new(key[-1])
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)
+    # The file must not have changed while it was read; then the digest may be remembered.
+    if _digest_key(path, key[-1]) == key and time.time() - key[4] / 1e9 > _SETTLED_S:
+        _DIGESTS[key] = h.hexdigest()
+    return h.hexdigest()
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     """Hex digest of a file, read in chunks (md5 is what DVC records in dvc.lock)."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, algorithm)
+    key = _digest_key(path, algorithm)
     if key in _DIGESTS:
         return _DIGESTS[key]
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    if time.time() - st.st_mtime > _SETTLED_S:
-        _DIGESTS[key] = h.hexdigest()
-    return h.hexdigest()
+    with _IN_FLIGHT_LOCK:
+        pending = _IN_FLIGHT.get(key)
+    if pending is not None:
+        return pending.result()
+    return _read_digest(path, key)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

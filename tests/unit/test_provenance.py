@@ -81,3 +81,29 @@ def test_artifacts_get_normal_permissions(tmp_path):
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
     assert (tmp_path / "d" / "sub").stat().st_mode & 0o777 == 0o777 & ~mask
     assert (tmp_path / "d" / "sub" / "weights").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_prefetched_digests_are_the_digests_and_follow_changes(tmp_path):
+    """Digests hashed ahead in the background equal those computed on demand; a file rewritten
+    afterwards is hashed again (its size and mtime changed), and missing paths are skipped."""
+    import hashlib
+    import time
+
+    from salt_transfer import provenance
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "a.bin").write_bytes(os.urandom(3 << 20))
+    (model / "b.json").write_text("{}")
+    single = tmp_path / "overlap.parquet"
+    single.write_bytes(b"x" * 1000)
+    old = time.time() - 60  # settled files: their digests may be remembered
+    for f in (model / "a.bin", model / "b.json", single):
+        os.utime(f, (old, old))
+    want_tree = sha256_tree(model)
+    provenance._DIGESTS.clear()
+    provenance.prefetch_digests([model, single, tmp_path / "missing", None])
+    assert sha256_tree(model) == want_tree
+    assert provenance.sha256_file(single) == hashlib.sha256(b"x" * 1000).hexdigest()
+    single.write_bytes(b"y" * 1001)
+    assert provenance.sha256_file(single) == hashlib.sha256(b"y" * 1001).hexdigest()
