@@ -8,8 +8,9 @@ same, seeded).
 
 Departures from the reference implementation (`konstantinjdobler/focus`, deepfocus 1.0.1): vectors
 come from fastText's subword n-grams for every token (deepfocus drops tokens outside fastText's word
-list, see `salt_transfer.aux`); sparsemax is exact but computed from a top-K window
-(`salt_transfer.support`), in chunks, batched, instead of one full-row sparsemax per token. Given
+list, see `salt_transfer.aux`); sparsemax is exact but computed in chunks, batched
+(`salt_transfer.methods.support`: a compiled threshold bound on the CPU, top-K windows elsewhere), instead
+of one full-row sparsemax per token. Given
 the same overlap and auxiliary vectors the rows agree with deepfocus to float32 rounding (bench/).
 Untied LM heads get the same weights applied to the head's rows (deepfocus handles input rows only).
 """
