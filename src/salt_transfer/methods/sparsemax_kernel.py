@@ -1,17 +1,21 @@
 """Sparsemax of each row of a similarity chunk on the CPU without a top-K window (numba).
 
 The windowed path (support.py) takes torch.topk of K + 1 entries per row and runs sparsemax on them;
-at multilingual scale the top-k alone cost 6.4 s of a 15.5 s neighbour search. Here each row first
-finds the sparsemax threshold tau by Michelot's fixed point (tau <- (sum of z_i > tau) - 1) / count,
-which rises monotonically to tau from tau_0 = max z - 1, a few vectorised passes over the row), then
-collects the entries a little below it and sorts only those. On that sorted prefix it computes the
-support size and tau exactly as `support.sparsemax_sorted` does on torch's window: prefix sums
-accumulated in float64 and rounded to float32 at each step (torch's CPU cumsum), the test
-1 + j z_j > cumsum_j and tau = (cumsum_k - 1) / k in float32, so the weights are the same bytes
-(checked against the windowed path in tests and, on the multilingual bench, by a digest of the rows).
-
-A row is left to the windowed path (out_k = -1) when its collected prefix does not contain the end of
-its support, or when its support is larger than the output's width.
+at multilingual scale the top-k alone cost 6.4 s of a 15.5 s neighbour search. Here a row is read a
+few times, in loops the compiler vectorises or predicts:
+1. a lower bound of the row's sparsemax threshold tau: the sparsemax threshold of the maxima of its
+   64-entry groups (Michelot's fixed point on those few hundred values). It is a bound because
+   tau = max_j (S_j - 1) / j over the sums S_j of the j largest entries, and any j entries sum to at
+   most S_j;
+2. every entry at or above the bound (all of the support: its entries exceed tau), counted, then
+   collected; on fastText similarities about the support itself (44 entries for a support of 42);
+3. those entries sorted, and on them the arithmetic of `support.sparsemax_sorted` on torch's window:
+   prefix sums accumulated in float64 and rounded to float32 at each step (torch's CPU cumsum), the
+   test 1 + j z_j > cumsum_j, tau = (cumsum_k - 1) / k and the weights z - tau in float32. Entries
+   not collected lie below tau, so the weights are the same bytes as the windowed path's (tests,
+   ties included; on the multilingual bench, a digest of all fitted rows).
+A row is left to the windowed path (k = -1) when more than 8 x `width` entries reach the bound or
+more than `width` weights are positive.
 
 This module imports numba at import: import it only where a neighbour search runs.
 """

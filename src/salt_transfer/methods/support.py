@@ -157,14 +157,14 @@ def sparsemax_support(
     """Exact sparsemax over cosine similarities of each new token to all shared tokens (`progress`:
     what to call the step in a progress bar, or with `bar` off in log lines every 30 s).
 
-    On the CPU each row goes first through the compiled threshold search (sparsemax_kernel.py: the
+    On the CPU each row goes first through the compiled threshold bound (sparsemax_kernel.py: the
     same weights, byte for byte); rows it leaves, and every row on a GPU or with `compiled` off, take
     torch.topk windows of K + 1 scores, grown 4x until the support provably ends inside."""
     n_new, n_shared = aux_new.shape[0], aux_shared.shape[0]
     triples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     enlarged = 0
     # Cosines of finite vectors are finite (normalize_rows maps zero rows to zero): the compiled path
-    # needs no per-chunk check.
+    # needs no per-chunk check (one cost 0.7 s per 40,000 rows x 15,707 candidates).
     compiled = (
         compiled
         and aux_new.device.type == "cpu"
