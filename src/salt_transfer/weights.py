@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -163,8 +165,13 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metada
 class RowMatrix:
     """A read-only [rows, dim] matrix in a safetensors file (or in memory), read in row blocks.
 
-    Blocks are read with plain positioned reads, not through a memory map: resident pages of a
-    mapped 4 GiB file would count towards the process's RSS for the whole pass.
+    Streamed blocks (`iter_blocks`) are private memory maps of one block's byte range each, dropped
+    when the consumer moves on: a pass then reads the page cache in place instead of copying it into
+    a fresh buffer first (a 2 GiB pass over the 128k x 4096 source took 2.0-2.7 s with positioned
+    reads, 0.9-1.8 s mapped, statistics included). Mapping the whole file instead would keep every
+    page it touched counted in the process's RSS for the whole pass (4 GiB for Gemma-3). The maps
+    are copy-on-write, so a consumer that writes into a block changes only its own copy.
+    `block` (a range the caller keeps) still reads into ordinary memory.
     """
 
     def __init__(
@@ -214,6 +221,21 @@ class RowMatrix:
             raise InputError(f"{self.label}: {self.path} is truncated")
         return out
 
+    def _map(self, f, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) as a tensor over a private map of their bytes (freed with the tensor)."""
+        itemsize = self._dtype.itemsize
+        first = self._offset + start * self.dim * itemsize
+        length = (stop - start) * self.dim * itemsize
+        if length == 0:
+            return torch.empty(0, self.dim, dtype=self._dtype)
+        aligned = first - first % mmap.ALLOCATIONGRANULARITY  # mmap offsets must be page multiples
+        if first + length > self._file_size:
+            raise InputError(f"{self.label}: {self.path} is truncated")
+        mapped = mmap.mmap(f.fileno(), first + length - aligned, offset=aligned, access=mmap.ACCESS_COPY)
+        # The tensor holds the buffer (and so the map) until it is freed; the map is then unmapped.
+        flat = torch.frombuffer(mapped, dtype=self._dtype, offset=first - aligned, count=length // itemsize)
+        return flat.view(stop - start, self.dim)
+
     def block(self, start: int, stop: int) -> torch.Tensor:
         stop = min(stop, self.n_rows)
         if self._tensor is not None:
@@ -227,8 +249,9 @@ class RowMatrix:
                 yield start, self._tensor[start : min(start + rows_per_block, self.n_rows)]
             return
         with open(self.path, "rb") as f:
+            self._file_size = os.fstat(f.fileno()).st_size
             for start in range(0, self.n_rows, rows_per_block):
-                yield start, self._read(f, start, min(start + rows_per_block, self.n_rows))
+                yield start, self._map(f, start, min(start + rows_per_block, self.n_rows))
 
     def rows(self, ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Rows `ids` (any order, repeats allowed) as a dense tensor."""

@@ -51,6 +51,33 @@ def test_row_matrix_gathers_any_order(tmp_path):
         m.first(11)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_streamed_blocks_are_the_stored_rows_and_writing_them_leaves_the_file_alone(dtype, tmp_path):
+    # 1,000 x 24 rows: blocks of 333 rows start at byte offsets that are not page multiples.
+    t = torch.randn(1000, 24, generator=torch.Generator().manual_seed(0)).to(dtype)
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.zeros(3, 5), "w": t}, path)
+    before = path.read_bytes()
+    m = RowMatrix(path, "w")
+    seen = []
+    for start, block in m.iter_blocks(333):
+        assert block.dtype == dtype and torch.equal(block, t[start : start + 333])
+        block.fill_(7)  # a consumer writing into its block changes its copy only
+        seen.append(start)
+    assert seen == [0, 333, 666, 999]
+    assert path.read_bytes() == before and torch.equal(m.full(dtype), t)
+
+
+def test_streamed_blocks_of_a_truncated_file_name_it(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"w": torch.ones(4000, 16)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(InputError, match="truncated"):
+        for _ in RowMatrix(path, "w").iter_blocks(1000):
+            pass
+
+
 def test_fetch_local_directory_writes_a_manifest(source_tied, tmp_path):
     out = tmp_path / "copy"
     manifest = fetch_model(f"dir:{source_tied}", out)
