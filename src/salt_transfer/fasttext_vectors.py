@@ -172,73 +172,6 @@ class AuxVectors:
     lookup: str
 
 
-def _fnv1a_subword_ids(words: list[str], model) -> tuple[np.ndarray, np.ndarray]:
-    """fastText's subword ids of each word, vectorized: (flat ids, per-word offsets [n + 1]).
-
-    What `Dictionary::getSubwords` does per word, for all words at once: the word's own id when it is
-    in the word list, then the bucket of every character n-gram (minn..maxn characters of
-    "<word>", UTF-8 continuation bytes kept with their character, the bare "<" and ">" excluded),
-    each bucket being nwords + FNV-1a(bytes, with fastText's int8 sign extension) % bucket.
-    """
-    args = model.f.getArgs()
-    minn, maxn, bucket = int(args.minn), int(args.maxn), int(args.bucket)
-    vocab = {w: i for i, w in enumerate(model.get_words(include_freq=False))}
-    nwords = len(vocab)
-    encoded = [("<" + w + ">").encode("utf-8") for w in words]
-    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    starts = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=starts[1:])
-    buf = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    char_pos = np.flatnonzero((buf & 0xC0) != 0x80)  # byte offset of every character
-    word_of = np.searchsorted(starts, char_pos, side="right") - 1
-    char_end = np.append(char_pos[1:], len(buf))
-    last = np.r_[word_of[1:] != word_of[:-1], True]
-    char_end[last] = starts[word_of[last] + 1]  # a word's last character ends at the word's end
-    first = np.r_[True, word_of[1:] != word_of[:-1]]
-    signed = np.where(buf < 128, buf.astype(np.uint32), buf.astype(np.uint32) | np.uint32(0xFFFFFF00))
-    n_chars = len(char_pos)
-    pieces_word, pieces_key, pieces_id = [], [], []
-    h = np.full(n_chars, 2166136261, dtype=np.uint32)
-    alive = np.ones(n_chars, dtype=bool)  # n-gram starting at this character still inside its word
-    prime = np.uint32(16777619)
-    with np.errstate(over="ignore"):
-        for n in range(1, maxn + 1):
-            tail = np.arange(n_chars) + (n - 1)  # index of the n-th character of each n-gram
-            alive &= tail < n_chars
-            alive[alive] &= word_of[tail[alive]] == word_of[alive]
-            idx = np.flatnonzero(alive)
-            t = tail[idx]
-            byte_len = char_end[t] - char_pos[t]
-            for b in range(4):
-                m = byte_len > b
-                sel = idx[m]
-                h[sel] = (h[sel] ^ signed[char_pos[t[m]] + b]) * prime
-            if n < minn:
-                continue
-            keep = idx
-            if n == 1:  # the bare "<" (first character) and ">" (last) are not n-grams
-                keep = idx[~(first[idx] | last[idx])]
-            pieces_word.append(word_of[keep])
-            pieces_key.append(keep * (maxn + 1) + n)  # fastText's order: by start, then by length
-            pieces_id.append(nwords + (h[keep] % np.uint32(bucket)).astype(np.int64))
-    own = np.array([vocab.get(w, -1) for w in words], dtype=np.int64)
-    in_vocab = np.flatnonzero(own >= 0)
-    pieces_word.append(in_vocab)
-    pieces_key.append(np.full(len(in_vocab), -1, dtype=np.int64))  # the word's own id comes first
-    pieces_id.append(own[in_vocab])
-    word_ids = np.concatenate(pieces_word)
-    keys, ids = np.concatenate(pieces_key), np.concatenate(pieces_id)
-    eos = np.array([w == "</s>" for w in words])  # fastText gives its EOS word no n-grams
-    if eos.any():
-        drop = eos[word_ids] & (keys >= 0)
-        word_ids, keys, ids = word_ids[~drop], keys[~drop], ids[~drop]
-    order = np.lexsort((keys, word_ids))
-    flat = ids[order]
-    offsets = np.zeros(len(words) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(word_ids, minlength=len(words)), out=offsets[1:])
-    return flat, offsets
-
-
 # Largest fastText input matrix (words + buckets) x dim copied for the vectorized lookup; beyond it
 # (pretrained cc.<lang>.300.bin: 4M x 300 = 4.8 GB) words are looked up one by one.
 _MATRIX_BYTES = 1536 * 1024**2
@@ -246,7 +179,9 @@ _MATRIX_BYTES = 1536 * 1024**2
 
 def _vectors_vectorized(model, words: list[str]) -> np.ndarray:
     """`get_word_vector` of every word at once: the mean of the input rows of its subword ids."""
-    flat, offsets = _fnv1a_subword_ids(words, model)
+    from .fasttext_subwords import subword_ids  # numba: imported where a lookup runs
+
+    flat, offsets = subword_ids(words, model)
     matrix = torch.from_numpy(model.get_input_matrix())
     counts = np.diff(offsets)
     sums = torch.nn.functional.embedding_bag(
@@ -262,7 +197,7 @@ def token_vectors(
 ) -> AuxVectors:
     """fastText vector of every target token id; rare tokens are flagged, not silently zero.
 
-    Token-level models (the default) are looked up for all tokens at once (`_fnv1a_subword_ids`:
+    Token-level models (the default) are looked up for all tokens at once (`fasttext_subwords`:
     identical vectors, seconds instead of a Python call per token); pretrained word-level models,
     whose input matrix is too large to copy, one word at a time.
     """
@@ -282,7 +217,7 @@ def token_vectors(
             words.append(word)
     args = model.f.getArgs()
     matrix_bytes = (len(model.get_words()) + int(args.bucket)) * dim * 4
-    if words and matrix_bytes <= _MATRIX_BYTES:
+    if words and matrix_bytes <= _MATRIX_BYTES and not model.is_quantized():
         found = _vectors_vectorized(model, words)
     else:
         found = (

@@ -61,48 +61,40 @@ def _check_finite(rows: torch.Tensor, label: str) -> None:
         raise InputError(f"{label}: row {int(bad.nonzero()[0])} is not finite (NaN or Inf)")
 
 
-def _plm_and_aux(
-    spec, method, plm, aux, aux_lookup, target_tokenizer, overlap, n_target, shared_target, dtype, timings
-):
-    """The PLM's rows and the auxiliary vectors a method needs (None where it needs none), the
-    target tokens' canonical forms and up to 50 rare new tokens, rendered."""
-    plm_rows = None
-    if "plm" in spec.needs:
-        t = time.perf_counter()
-        plm_layout = embedding_layout(plm, causal_lm=False)
-        plm_matrix = plm_layout.input
-        if plm_matrix.n_rows < n_target:
-            raise InputError(
-                f"{plm_matrix.label}: has {plm_matrix.n_rows} rows but the target vocabulary has {n_target} "
-                "tokens; the overlap was computed with another tokenizer"
-            )
-        plm_rows = plm_matrix.block(0, n_target).to(DTYPES[dtype])
-        _check_finite(plm_rows, plm_matrix.label)
-        timings["load_plm_s"] = time.perf_counter() - t
+def _plm_rows(plm, n_target: int, dtype: str) -> tuple[torch.Tensor, float]:
+    """The PLM's input-embedding rows of the target vocabulary, and the seconds it took."""
+    t = time.perf_counter()
+    plm_matrix = embedding_layout(plm, causal_lm=False).input
+    if plm_matrix.n_rows < n_target:
+        raise InputError(
+            f"{plm_matrix.label}: has {plm_matrix.n_rows} rows but the target vocabulary has {n_target} "
+            "tokens; the overlap was computed with another tokenizer"
+        )
+    rows = plm_matrix.block(0, n_target).to(DTYPES[dtype])
+    _check_finite(rows, plm_matrix.label)
+    return rows, time.perf_counter() - t
 
-    aux_vectors = None
-    forms = None
-    rare_examples: list[str] = []
-    if "aux" in spec.needs:
-        t = time.perf_counter()
-        tok_path = target_tokenizer or plm
-        if tok_path is None:
-            raise InputError(
-                f"method {method} needs the target tokenizer: pass --target-tokenizer (or --plm)"
-            )
-        tok = load_tokenizer(tok_path)
-        if vocab_size(tok) != n_target:
-            raise InputError(
-                f"target tokenizer {tok_path} has {vocab_size(tok)} ids but {overlap} was computed for {n_target}"
-            )
-        lookup = _aux_lookup(Path(aux), aux_lookup)
-        forms = canonical_forms(tok)
-        aux_vectors = token_vectors(load_fasttext(aux), tok, lookup=lookup, forms=forms)
-        rare_new = ~aux_vectors.usable
-        rare_new[shared_target] = False
-        rare_examples = [render(forms[i]) or f"<id {i}>" for i in rare_new.nonzero().squeeze(1)[:50].tolist()]
-        timings["aux_vectors_s"] = time.perf_counter() - t
-    return plm_rows, aux_vectors, forms, rare_examples
+
+def _aux_vectors(method, plm, aux, aux_lookup, target_tokenizer, overlap, n_target, shared_target, timings):
+    """The auxiliary vectors of every target token, the target tokens' canonical forms and up to 50
+    rare new tokens, rendered."""
+    t = time.perf_counter()
+    tok_path = target_tokenizer or plm
+    if tok_path is None:
+        raise InputError(f"method {method} needs the target tokenizer: pass --target-tokenizer (or --plm)")
+    tok = load_tokenizer(tok_path)
+    if vocab_size(tok) != n_target:
+        raise InputError(
+            f"target tokenizer {tok_path} has {vocab_size(tok)} ids but {overlap} was computed for {n_target}"
+        )
+    lookup = _aux_lookup(Path(aux), aux_lookup)
+    forms = canonical_forms(tok)
+    aux_vectors = token_vectors(load_fasttext(aux), tok, lookup=lookup, forms=forms)
+    rare_new = ~aux_vectors.usable
+    rare_new[shared_target] = False
+    rare_examples = [render(forms[i]) or f"<id {i}>" for i in rare_new.nonzero().squeeze(1)[:50].tolist()]
+    timings["aux_vectors_s"] = time.perf_counter() - t
+    return aux_vectors, forms, rare_examples
 
 
 def fit_embeddings(
@@ -161,27 +153,31 @@ def fit_embeddings(
             rows_out = SourceRows(layout.output.first(n_source), shared_source, DTYPES[dtype])
         return rows_in, rows_out, time.perf_counter() - t
 
-    # The source matrix is read and summarized (torch, off the GIL) while this thread loads the PLM
-    # and builds the auxiliary vectors (mostly Python): 2.6 s and 2.0 s for a 2 GB source and a 32k
-    # tokenizer, which used to run one after the other.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-source")
+    # The source matrix is read and summarized, and the PLM's rows read (torch and file reads, off
+    # the GIL), while this thread builds the auxiliary vectors (mostly Python): 2.6 s, 1.1 s and
+    # 5.5 s for a 2 GB source, e5's 250k x 384 rows and the XLM-R tokenizer, once one after the other.
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
     loading = pool.submit(load_source)
+    reading_plm = pool.submit(_plm_rows, plm, n_target, dtype) if "plm" in spec.needs else None
     try:
-        plm_rows, aux_vectors, forms, rare_examples = _plm_and_aux(
-            spec,
-            method,
-            plm,
-            aux,
-            aux_lookup,
-            target_tokenizer,
-            overlap,
-            n_target,
-            shared_target,
-            dtype,
-            timings,
-        )
+        aux_vectors, forms, rare_examples = None, None, []
+        if "aux" in spec.needs:
+            try:
+                aux_vectors, forms, rare_examples = _aux_vectors(
+                    method, plm, aux, aux_lookup, target_tokenizer, overlap, n_target, shared_target, timings
+                )
+            except InputError:
+                if reading_plm is not None:
+                    reading_plm.result()  # a PLM that does not fit is the first thing to name
+                raise
+        plm_rows = None
+        if reading_plm is not None:
+            plm_rows, timings["load_plm_s"] = reading_plm.result()
         source_in, source_out, timings["load_source_s"] = loading.result()
     finally:
+        for job in (loading, reading_plm):
+            if job is not None:
+                job.cancel()
         pool.shutdown(wait=True)
 
     # Inputs made for other tokenizers but of the same sizes would pass every check above and be used

@@ -68,3 +68,23 @@ def test_bad_inputs(toks, tmp_path):
         train_token_fasttext(
             tmp_path / "empty.txt", toks["bpe"], tmp_path / "x.bin", FastTextOptions(bucket=100)
         )
+
+
+def test_vectorized_subword_ids_are_fasttexts_own(toks, aux_bert):
+    """The compiled lookup gives, for every word, the ids fastText's `get_subwords` gives: in-vocabulary
+    and unseen words, 2-, 3- and 4-byte UTF-8 characters (sign-extended bytes in the hash), the EOS
+    word (no n-grams), one-character words; and the vectors of `get_word_vector`."""
+    from salt_transfer.fasttext_subwords import subword_ids
+    from salt_transfer.fasttext_vectors import _vectors_vectorized
+
+    model = load_fasttext(aux_bert)
+    words = [w for w in token_words(toks["wordpiece"]) if w][:300]
+    words += ["ñandú", "\u2581corazón", "日本語", "😀x", "</s>", "a", "\u2581", "<0x20>", "x" * 40]
+    flat, offsets = subword_ids(words, model)
+    assert offsets[0] == 0 and offsets[-1] == len(flat)
+    for i, word in enumerate(words):
+        np.testing.assert_array_equal(
+            flat[offsets[i] : offsets[i + 1]], model.get_subwords(word)[1], err_msg=word
+        )
+    expected = np.stack([model.get_word_vector(w) for w in words])
+    np.testing.assert_allclose(_vectors_vectorized(model, words), expected, rtol=1e-6, atol=1e-7)
