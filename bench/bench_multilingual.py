@@ -313,8 +313,10 @@ def markdown(runs: dict[str, dict]) -> str:
         "",
         "Every phase runs on the device in the device column (fit.json's `device`; `--device cpu` here). "
         "The floor of the aux-vector phase counts only the gather of fastText rows; the phase is spent "
-        "loading the 250k-entry tokenizer, building every token's canonical form (Python) and hashing "
-        "its character n-grams (numpy); a profile put about 1.5 s, 2.9 s and 1.5 s on these.",
+        "loading the 250k-entry tokenizer (about 1.7 s, 0.55 s of it importing transformers), building "
+        "every token's canonical form in Python (about 1.3 s) and the lookups themselves (about 0.8 s "
+        "since the n-gram hashing is compiled, 1.2 s of numpy before), timed one by one outside the "
+        "bench. The PLM's rows and the source matrix are read in worker threads meanwhile.",
         "",
         "Targets (issue #12): whole `fit --method salt` <= 30 s and <= 4 GB peak RSS; `focus` <= 20 s.",
     ]
