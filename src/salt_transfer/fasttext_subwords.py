@@ -52,12 +52,12 @@ def _walk(buf, begin, end, minn, maxn, bucket, nwords, out, at):  # pragma: no c
     return count
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _subword_ids(buf, starts, own, no_ngrams, minn, maxn, bucket, nwords):  # pragma: no cover - compiled
     n_words = starts.shape[0] - 1
     counts = np.zeros(n_words, dtype=np.int64)
     empty = np.empty(0, dtype=np.int64)
-    for w in numba.prange(n_words):
+    for w in range(n_words):
         c = 1 if own[w] >= 0 else 0
         if not no_ngrams[w]:
             c += _walk(buf, starts[w], starts[w + 1], minn, maxn, bucket, nwords, empty, 0)
@@ -66,7 +66,7 @@ def _subword_ids(buf, starts, own, no_ngrams, minn, maxn, bucket, nwords):  # pr
     for w in range(n_words):
         offsets[w + 1] = offsets[w] + counts[w]
     flat = np.empty(offsets[n_words], dtype=np.int64)
-    for w in numba.prange(n_words):
+    for w in range(n_words):
         at = offsets[w]
         if own[w] >= 0:
             flat[at] = own[w]
