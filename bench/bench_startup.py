@@ -79,7 +79,7 @@ def main() -> None:
         ).stdout
         heavy[name] = out.split()
     rows = [
-        "| command | `--help` (s) | imports of its handler (s) | heavy modules its handler imports |",
+        "| command | `--help` (s) | imports of its handler (s) | heavy modules they load |",
         "|---|---|---|---|",
     ]
     for name in help_times:
@@ -98,11 +98,14 @@ def main() -> None:
             f"Run on {time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPU cores ({platform.machine()}), Python "
             f"{platform.python_version()}; each figure is the median of {REPEATS} fresh processes, interleaved.",
             "`--help` builds the whole parser (every command's flags, the method catalog) without importing torch;",
-            "the import column is what a command then imports to do its work (read from its handler's source).",
+            "the import columns are what loading the modules a command's handler imports costs and pulls in (read",
+            "from its handler's source). Heavy packages are imported inside the functions that use them, so a",
+            "command may import more once it works: loading a tokenizer imports transformers (`overlap`), fitting",
+            "imports torch (`transfer`).",
             "",
             *rows,
             "",
-            f"Slowest `--help`: **{worst:.2f} s** (target < 1 s). Commands whose work imports none of "
+            f"Slowest `--help`: **{worst:.2f} s** (target < 1 s). Commands whose handler's modules load none of "
             f"torch, transformers and lm-eval: {', '.join(f'`{n}`' for n in light) or 'none'}.",
         ]
     )
