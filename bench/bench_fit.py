@@ -555,7 +555,7 @@ def write_markdown(r: dict) -> None:
         f"Wall time includes starting Python and importing torch and transformers (about 4 s), reading the "
         f"source matrix and writing the outputs. Gemma-3 row: {rss['overlap']['n_shared']:,} shared of "
         f"{rss['overlap']['n_target']:,} target tokens; the 262,145 x 4096 fp32 source matrix (4.0 GiB) is "
-        "streamed in 8,192-row blocks by positioned reads, never held whole; its candidate Gram matrix "
+        "streamed in 8,192-row blocks through per-block memory maps, never held whole; its candidate Gram matrix "
         "would exceed the 1 GiB budget, so SALT used the per-token batched path there. Peak RSS is "
         "the fit process's own high-water mark (VmHWM).",
         "",
