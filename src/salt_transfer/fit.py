@@ -29,7 +29,7 @@ from .methods import SourceRows, TransferProblem, get_method
 from .options import from_mapping
 from .provenance import Meta, atomic_path, check_output, meta_path, prefetch_digests, write_json_atomic
 from .tokens import canonical_forms, check_made_for, load_tokenizer, read_overlap, render, vocab_size
-from .weights import embedding_layout, resolve_device, write_safetensors
+from .weights import RowMatrix, embedding_layout, resolve_device, write_safetensors
 
 LOG = logging.getLogger(__name__)
 
@@ -61,15 +61,25 @@ def _check_finite(rows: torch.Tensor, label: str) -> None:
         raise InputError(f"{label}: row {int(bad.nonzero()[0])} is not finite (NaN or Inf)")
 
 
-def _plm_rows(plm, n_target: int, dtype: str) -> tuple[torch.Tensor, float]:
-    """The PLM's input-embedding rows of the target vocabulary, and the seconds it took."""
-    t = time.perf_counter()
+def _plm_matrix(plm, n_target: int) -> RowMatrix:
+    """The PLM's input embedding, checked to cover the target vocabulary.
+
+    Called on the main thread: when the checkpoint's key names are ambiguous, `embedding_layout`
+    imports transformers, and transformers' lazy imports race when two threads make them at once
+    ("cannot import name 'AutoTokenizer'" while the tokenizer loads beside it).
+    """
     plm_matrix = embedding_layout(plm, causal_lm=False).input
     if plm_matrix.n_rows < n_target:
         raise InputError(
             f"{plm_matrix.label}: has {plm_matrix.n_rows} rows but the target vocabulary has {n_target} "
             "tokens; the overlap was computed with another tokenizer"
         )
+    return plm_matrix
+
+
+def _plm_rows(plm_matrix: RowMatrix, n_target: int, dtype: str) -> tuple[torch.Tensor, float]:
+    """The PLM's rows of the target vocabulary, and the seconds reading them took."""
+    t = time.perf_counter()
     rows = plm_matrix.block(0, n_target).to(DTYPES[dtype])
     _check_finite(rows, plm_matrix.label)
     return rows, time.perf_counter() - t
@@ -156,9 +166,10 @@ def fit_embeddings(
     # The source matrix is read and summarized, and the PLM's rows read (torch and file reads, off
     # the GIL), while this thread builds the auxiliary vectors (mostly Python): 2.6 s, 1.1 s and
     # 5.5 s for a 2 GB source, e5's 250k x 384 rows and the XLM-R tokenizer, once one after the other.
+    plm_matrix = _plm_matrix(plm, n_target) if "plm" in spec.needs else None
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
     loading = pool.submit(load_source)
-    reading_plm = pool.submit(_plm_rows, plm, n_target, dtype) if "plm" in spec.needs else None
+    reading_plm = pool.submit(_plm_rows, plm_matrix, n_target, dtype) if plm_matrix is not None else None
     try:
         aux_vectors, forms, rare_examples = None, None, []
         if "aux" in spec.needs:

@@ -196,3 +196,29 @@ def test_float64_output(source_tied, plm_bert, overlap_bert, aux_bert, tmp_path)
         == 0
     )
     assert load_file(tmp_path / "emb.safetensors")["input"].dtype == torch.float64
+
+
+def test_transformers_is_only_reached_from_the_calling_thread(
+    source_tied, plm_bert, overlap_bert, aux_bert, tmp_path, monkeypatch
+):
+    # transformers' lazy imports are not thread-safe: a PLM layout resolved on a loader thread while
+    # the tokenizer loads on the main one failed CI with "cannot import name 'AutoTokenizer'". Every
+    # function of a fit that may import transformers must run on the thread that called the fit.
+    import threading
+
+    from salt_transfer import fit
+
+    threads = []
+
+    def on_thread(name, function):
+        def wrapper(*args, **kwargs):
+            threads.append((name, threading.current_thread().name))
+            return function(*args, **kwargs)
+
+        monkeypatch.setattr(fit, name, wrapper)
+
+    for name in ("embedding_layout", "load_tokenizer", "load_fasttext"):
+        on_thread(name, getattr(fit, name))
+    assert main(fit_args(source_tied, plm_bert, overlap_bert, aux_bert, tmp_path)) == 0
+    assert {name for name, _ in threads} >= {"embedding_layout", "load_tokenizer"}
+    assert {thread for _, thread in threads} == {threading.current_thread().name}, threads
