@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The offline demo end to end (config/demo.yaml): SmolLM2-135M -> Spanish, three stand-in PLMs
-# (encoder, decoder, encoder-decoder), six methods, short continual pretraining, evaluation, report.
+# The offline demo end to end (config/demo.yaml): SmolLM2-135M -> Spanish, three PLMs (the real
+# multilingual-e5-small encoder, the real Gemma-3-270M decoder, a stand-in encoder-decoder trained
+# here), seven method cells, short continual pretraining, evaluation, report.
 # Sets itself up first. Extra arguments go to snakemake (e.g. -n for a dry run, --cores 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
